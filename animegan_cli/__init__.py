@@ -1,0 +1,1 @@
+"""The `animegan` command line: a thin Typer layer over `pipelines`."""

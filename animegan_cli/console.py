@@ -1,0 +1,115 @@
+"""The console edge: rich progress for pipelines, and domain errors turned into one line + exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from pipelines.errors import AnimeganError
+from pipelines.progress import Reporter
+
+# Messages go to stderr so that stdout stays clean for what a command prints as its result.
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+T = TypeVar("T")
+
+
+class RichReporter(Reporter):
+    """Draws one progress bar per pipeline task; live fields are shown after the bar."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self.warnings = 0
+
+    def __enter__(self) -> "RichReporter":
+        if not self.quiet:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[live]}"),
+                console=err_console,
+                transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, key: str, description: str, total: int | None = None) -> None:
+        if self._progress is not None:
+            self._tasks[key] = self._progress.add_task(description, total=total, live="")
+
+    def advance(self, key: str, n: int = 1, **fields: Any) -> None:
+        if self._progress is not None and key in self._tasks:
+            live = "  ".join(f"{k} {_fmt(v)}" for k, v in fields.items())
+            self._progress.update(self._tasks[key], advance=n, **({"live": live} if fields else {}))
+
+    def finish(self, key: str) -> None:
+        if self._progress is not None and key in self._tasks:
+            task = self._tasks.pop(key)
+            t = self._progress.tasks[task] if isinstance(task, int) and task < len(self._progress.tasks) else None
+            if t is not None and t.total is None:
+                self._progress.update(task, total=t.completed)
+
+    def _print(self, message: str, style: str) -> None:
+        console = self._progress.console if self._progress is not None else err_console
+        console.print(message, style=style, markup=False)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self._print(message, "")
+
+    def warn(self, message: str) -> None:
+        self.warnings += 1
+        self._print(f"warning: {message}", "yellow")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def run(fn: Callable[[], T]) -> T:
+    """Call `fn`; a domain error becomes `error: <one line>` on stderr and its exit code."""
+    try:
+        return fn()
+    except AnimeganError as exc:
+        err_console.print(f"error: {exc}", style="bold red", markup=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted", style="bold red")
+        raise typer.Exit(130) from None
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"error: {message}", style="bold red", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()

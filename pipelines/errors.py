@@ -1,0 +1,40 @@
+"""Domain errors. The CLI turns each into one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AnimeganError(Exception):
+    """Base class: `str(err)` is a complete one-line message for the user."""
+
+    exit_code = 1
+
+
+class InputError(AnimeganError):
+    """A user-supplied file or option is unusable (unreadable image, corrupt video, bad value)."""
+
+    exit_code = 2
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class DatasetError(AnimeganError):
+    """The dataset manifest is missing, invalid, or lacks a set a command needs."""
+
+    exit_code = 3
+
+
+class TrainingError(AnimeganError):
+    """Training cannot continue (NaN loss, missing checkpoint to resume, bad configuration)."""
+
+    exit_code = 4
+
+
+class PartialFailure(AnimeganError):
+    """Some inputs failed while the others were processed; the per-file lines were already reported."""
+
+    exit_code = 1

@@ -1,0 +1,189 @@
+"""File helpers every stage shares: atomic writes, image decoding to RGB, hashing, discovery.
+
+Images cross module boundaries as numpy arrays `[H, W, 3] uint8 RGB`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
+
+# Quality used whenever we encode lossy images; high because these images are training data.
+JPEG_QUALITY = 95
+WEBP_QUALITY = 95
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success fsync it and rename it over `path`.
+
+    The temporary name keeps the suffix so that writers which infer the format from the name
+    (PyAV, OpenCV) still work. On any exception the temporary file is removed and `path` is
+    left as it was: a killed or failed write never leaves a half-written file under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform, hence best effort.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def decode_image(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
+    """Decode encoded image bytes to `[H, W, 3] uint8 RGB`, EXIF orientation applied.
+
+    Grayscale becomes three equal channels, 16-bit is scaled to 8-bit, and transparent images
+    are composited over white (the usual look of a transparent drawing). Raises `InputError`.
+    """
+    if not data:
+        raise InputError(name, "empty file")
+    if not _has_alpha(data):
+        # OpenCV applies EXIF orientation and depth/channel conversion itself and is the fastest
+        # decoder available; PIL below covers what it cannot read.
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if arr is not None:
+            return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    try:
+        import io
+
+        with Image.open(io.BytesIO(data)) as im:
+            im = ImageOps.exif_transpose(im)
+            return _pil_to_rgb(im)
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise InputError(name, f"not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _has_alpha(data: bytes) -> bool:
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # parses the header only
+            return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+                im.mode == "P" and "transparency" in im.info
+            )
+    except Exception:
+        return False
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")).copy()
+    return np.asarray(im.convert("RGB")).copy()
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as `[H, W, 3] uint8 RGB`; raises `InputError` naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, path)
+
+
+def encode_image(rgb: np.ndarray, suffix: str) -> bytes:
+    """Encode `[H, W, 3] uint8 RGB` in the format named by `suffix` ('.png', '.jpg', ...)."""
+    suffix = suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        raise InputError(None, f"unsupported image format {suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    params: list[int] = []
+    if suffix in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    elif suffix == ".webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY]
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise InputError(None, f"could not encode image as {suffix}")
+    return buf.tobytes()
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> bytes:
+    """Atomically write `[H, W, 3] uint8 RGB` to `path` (format from its suffix); returns the bytes."""
+    path = Path(path)
+    data = encode_image(rgb, path.suffix)
+    atomic_write_bytes(path, data)
+    return data
+
+
+def iter_files(paths: Iterable[str | Path], accept) -> Iterator[tuple[Path, Path]]:
+    """Yield `(file, root)` for every accepted file under `paths`, recursively and sorted.
+
+    `root` is the argument the file was found under (the file itself for a file argument), so
+    callers can keep the relative folder structure. Missing paths raise `InputError`.
+    """
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(x for x in p.rglob("*") if x.is_file() and accept(x)):
+                if not any(part.startswith(".") for part in f.relative_to(p).parts):
+                    yield f, p
+        elif p.is_file():
+            yield p, p
+        else:
+            raise InputError(p, "no such file or folder")

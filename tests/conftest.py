@@ -1,0 +1,88 @@
+"""Shared fixtures. Test data is generated here or taken from `skimage.data` (real photos that
+scikit-image ships), never from the development-only `../shared` folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from pipelines.fileio import encode_image
+from pipelines.manifest import Dataset, FrameSource, ImportedSource, make_record
+
+# Colour photos shipped by scikit-image; used as "photos" and, posterized, as "anime frames".
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+
+
+def skimage_photo(name: str, size: int | None = None) -> np.ndarray:
+    """`[H, W, 3] uint8 RGB`; with `size`, resized so its short side is `size`."""
+    img = getattr(skdata, name)()
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    img = np.ascontiguousarray(img[:, :, :3])
+    if size is not None:
+        h, w = img.shape[:2]
+        s = size / min(h, w)
+        img = cv2.resize(img, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def anime_like(rgb: np.ndarray) -> np.ndarray:
+    """A crude flat-shaded look: bilateral smoothing, colour quantization and dark edges."""
+    flat = cv2.bilateralFilter(rgb, 9, 60, 60)
+    flat = (flat // 48) * 48 + 24
+    edges = cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 100, 200) > 0
+    flat[edges] = 20
+    return flat.astype(np.uint8)
+
+
+@pytest.fixture
+def photo_files(tmp_path: Path) -> list[Path]:
+    """Six real photos written as JPEG files into tmp_path/photos."""
+    out = []
+    for name in SKIMAGE_PHOTOS:
+        p = tmp_path / "photos" / f"{name}.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(encode_image(skimage_photo(name, 96), ".jpg"))
+        out.append(p)
+    return out
+
+
+def build_tiny_dataset(root: Path, size: int = 80, with_smooth: bool = True) -> Dataset:
+    """A dataset with photo, style and (optionally) smooth sets built directly through the manifest API,
+    so training and stylizing tests do not depend on the data commands."""
+    ds = Dataset.open(root, create=True)
+    with ds.transaction() as m:
+        for i, name in enumerate(SKIMAGE_PHOTOS):
+            img = skimage_photo(name, size)
+            for set_name, pixels, source in (
+                ("photo", img, ImportedSource(original=f"/generated/{name}.jpg")),
+                ("style", anime_like(img), FrameSource(film="/generated/film.mp4", time=i / 25, frame_index=i)),
+            ):
+                rel = f"{set_name}/{name}.png"
+                data = encode_image(pixels, ".png")
+                (root / set_name).mkdir(parents=True, exist_ok=True)
+                (root / rel).write_bytes(data)
+                m.put(set_name, make_record(rel, data, pixels.shape[1], pixels.shape[0], source))
+            if with_smooth:
+                style_rel = f"style/{name}.png"
+                sm = cv2.GaussianBlur(anime_like(img), (5, 5), 0)
+                rel = f"smooth/{name}.png"
+                data = encode_image(sm, ".png")
+                (root / "smooth").mkdir(parents=True, exist_ok=True)
+                (root / rel).write_bytes(data)
+                from pipelines.manifest import DerivedSource
+
+                style_rec = m.find("style", style_rel)
+                m.put("smooth", make_record(rel, data, sm.shape[1], sm.shape[0],
+                                            DerivedSource(operation="smooth", source=style_rel,
+                                                          source_sha256=style_rec.sha256, params={})))
+    return ds
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Dataset:
+    return build_tiny_dataset(tmp_path / "dataset")
