@@ -18,6 +18,10 @@ from PIL import Image, ImageOps
 
 from .errors import InputError
 
+# OpenCV prints its own decoder errors to stderr ("readHeader ..."); we report unreadable files
+# ourselves in one line, so its log is silenced.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 
