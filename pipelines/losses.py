@@ -1,0 +1,130 @@
+"""AnimeGAN losses as pure functions of tensors (FACTS section 4).
+
+Images are `[N, 3, H, W]` RGB in [-1, 1]; VGG features are `[N, C, h, w]`; discriminator outputs
+are logits of any shape (patch maps). Every loss returns a scalar tensor (mean over the batch),
+so the weights of a recipe apply the same way whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+AdvKind = Literal["lsgan", "hinge"]
+
+# BT.601 luma and the YUV matrix the reference colour loss uses; rows give Y, U, V from R, G, B.
+_YUV = torch.tensor([
+    [0.299, 0.587, 0.114],
+    [-0.14714119, -0.28886916, 0.43601035],
+    [0.61497538, -0.51496512, -0.10001026],
+])
+_GRAY = (0.299, 0.587, 0.114)
+
+
+def rgb_to_yuv(rgb01: torch.Tensor) -> torch.Tensor:
+    """`[N, 3, H, W]` RGB in [0, 1] -> `[N, 3, H, W]` YUV (Y in [0, 1], U and V roughly +-0.44 / +-0.62)."""
+    m = _YUV.to(device=rgb01.device, dtype=rgb01.dtype)
+    return torch.einsum("ij,njhw->nihw", m, rgb01)
+
+
+def to_gray3(x: torch.Tensor) -> torch.Tensor:
+    """`[N, 3, H, W]` RGB in [-1, 1] -> its luma replicated to 3 channels, still in [-1, 1].
+
+    Same weights as OpenCV's RGB->GRAY; the map is affine with weights summing to 1, so applying it
+    in [-1, 1] equals converting in [0, 1] and mapping back.
+    """
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    gray = _GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b
+    return gray.expand(-1, 3, -1, -1).contiguous()
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Per-image Gram matrix: `[N, C, H, W]` -> `[N, C, C]`, F^T F / (H*W*C) with F = `[H*W, C]`.
+
+    Each image gets its own matrix (never one matrix over the whole batch).
+    """
+    n, c, h, w = features.shape
+    f = features.reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (h * w * c)
+
+
+def content_loss(feat_real: torch.Tensor, feat_fake: torch.Tensor) -> torch.Tensor:
+    """L1 between VGG conv4_4 features (`[N, C, h, w]`) of the photo and of G(photo)."""
+    return F.l1_loss(feat_fake, feat_real)
+
+
+def style_loss(feat_style_gray: torch.Tensor, feat_fake: torch.Tensor) -> torch.Tensor:
+    """Grayscale style loss: L1 between per-image Gram matrices.
+
+    `feat_style_gray`: VGG features of the **grayscale** anime frame (`to_gray3`), `[N, C, h, w]`;
+    `feat_fake`: VGG features of G(photo), same shape.
+    """
+    return F.l1_loss(gram(feat_fake), gram(feat_style_gray))
+
+
+def color_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """L1 on Y + Huber (delta 1) on U and on V, between photo and G(photo) (`[N, 3, H, W]` in [-1, 1])."""
+    yr = rgb_to_yuv((real + 1) * 0.5)
+    yf = rgb_to_yuv((fake + 1) * 0.5)
+    return (
+        F.l1_loss(yf[:, 0], yr[:, 0])
+        + F.huber_loss(yf[:, 1], yr[:, 1], delta=1.0)
+        + F.huber_loss(yf[:, 2], yr[:, 2], delta=1.0)
+    )
+
+
+def tv_loss(x: torch.Tensor) -> torch.Tensor:
+    """Total variation of `[N, C, H, W]`: half the sum of the mean squared vertical and horizontal
+    neighbour differences (the reference's `l2_loss(d) / size(d)` per direction, where l2_loss
+    halves the sum of squares, so its per-style weights apply unchanged)."""
+    dh = x[:, :, 1:, :] - x[:, :, :-1, :]
+    dw = x[:, :, :, 1:] - x[:, :, :, :-1]
+    return 0.5 * (dh.pow(2).mean() + dw.pow(2).mean())
+
+
+# ---- adversarial -------------------------------------------------------------------------------
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("lsgan", "hinge"):
+        raise ValueError(f"adversarial loss kind must be 'lsgan' or 'hinge', not {kind!r}")
+
+
+def d_real_loss(logits: torch.Tensor, kind: AdvKind = "lsgan") -> torch.Tensor:
+    """Discriminator term for inputs it should call real: LSGAN E[(D-1)^2], hinge E[relu(1-D)]."""
+    _check_kind(kind)
+    return (logits - 1).pow(2).mean() if kind == "lsgan" else F.relu(1 - logits).mean()
+
+
+def d_fake_loss(logits: torch.Tensor, kind: AdvKind = "lsgan") -> torch.Tensor:
+    """Discriminator term for inputs it should call fake: LSGAN E[D^2], hinge E[relu(1+D)]."""
+    _check_kind(kind)
+    return logits.pow(2).mean() if kind == "lsgan" else F.relu(1 + logits).mean()
+
+
+def generator_adv_loss(fake_logits: torch.Tensor, kind: AdvKind = "lsgan") -> torch.Tensor:
+    """Generator's adversarial loss on D(G(p)): LSGAN E[(D-1)^2], hinge -E[D]."""
+    _check_kind(kind)
+    return (fake_logits - 1).pow(2).mean() if kind == "lsgan" else -fake_logits.mean()
+
+
+def discriminator_adv_loss(
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    gray_logits: torch.Tensor | None = None,
+    smooth_logits: torch.Tensor | None = None,
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.1),
+    kind: AdvKind = "lsgan",
+) -> torch.Tensor:
+    """AnimeGAN discriminator loss: real anime frames `a` are real; G(p), grayscale frames `x` and
+    edge-smoothed frames `y` are fake. `weights` = (real, fake, gray, smooth); the default is v1's
+    (1, 1, 1, 0.1); v2 uses per-style values. Missing terms (None) are skipped."""
+    w_real, w_fake, w_gray, w_smooth = weights
+    loss = w_real * d_real_loss(real_logits, kind) + w_fake * d_fake_loss(fake_logits, kind)
+    if gray_logits is not None:
+        loss = loss + w_gray * d_fake_loss(gray_logits, kind)
+    if smooth_logits is not None:
+        loss = loss + w_smooth * d_fake_loss(smooth_logits, kind)
+    return loss

@@ -1,0 +1,147 @@
+"""VGG19 up to conv4_4 (before its ReLU), for the content and style losses; no torchvision needed.
+
+The layers sit at torchvision's indices (`features.0` ... `features.25`), so torchvision's
+ImageNet file `vgg19-dcbb9e9d.pth` (or any state dict in its format) loads directly.
+`--vgg-weights` accepts `imagenet` (torchvision's cache, downloaded once when missing), a PATH
+to a local torchvision-format file, or `random` (explicit, for tests and smoke runs).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import InputError, TrainingError
+
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
+# torchvision names its files with the first hex digits of their sha256; the downloader checks them.
+VGG19_HASH_PREFIX = "dcbb9e9d"
+
+# torchvision's VGG19 configuration up to conv4_4: channels per conv, "M" for max-pool.
+_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512)
+N_FEATURES = 26  # features[:26]: conv4_4 is index 25, its ReLU (26) is left out
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGG19Features(nn.Module):
+    """`[N, 3, H, W]` RGB in [-1, 1] -> conv4_4 pre-ReLU features `[N, 512, H/8, W/8]`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for v in _CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.ReLU(inplace=True)]
+                in_ch = int(v)
+        self.features = nn.Sequential(*layers[:N_FEATURES])
+        # Not persistent: the state dict then holds exactly torchvision's `features.*` keys.
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [N, 3, H, W] in [-1, 1] -> [0, 1] -> ImageNet-normalized
+        x = ((x + 1) * 0.5 - self.mean) / self.std
+        return self.features(x)  # [N, 512, H/8, W/8]
+
+    def freeze(self) -> "VGG19Features":
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision caches the VGG19 ImageNet file (`$TORCH_HOME/hub/checkpoints/...`)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILENAME
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise InputError(path, "no such VGG19 weights file (expected torchvision's vgg19-dcbb9e9d.pth format)")
+    try:
+        try:
+            # mmap: only the feature tensors are read, not the 400+ MB classifier.
+            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files
+    except pickle.UnpicklingError as exc:
+        raise InputError(path, "refused to load: the file holds Python objects other than tensors "
+                               "(only plain state dicts are accepted)") from None
+    except Exception as exc:
+        raise InputError(path, f"not a readable PyTorch weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise InputError(path, f"expected a state dict, found {type(sd).__name__}")
+    return sd
+
+
+def load_vgg_file(model: VGG19Features, path: Path) -> None:
+    """Load the `features.{i}` tensors of a torchvision-format file; other keys are ignored."""
+    sd = _load_state_dict(path)
+    # Some exports prefix keys ("module.", "vgg."); match on the part from "features." on.
+    feats: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            continue
+        i = k.find("features.")
+        if i >= 0:
+            feats[k[i:]] = v
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in feats]
+    if missing:
+        raise InputError(
+            path,
+            f"not a torchvision VGG19 state dict: missing {len(missing)} of {len(expected)} feature tensors "
+            f"(first: {', '.join(missing[:3])})",
+        )
+    for k, ref in expected.items():
+        if tuple(feats[k].shape) != tuple(ref.shape):
+            raise InputError(path, f"{k} has shape {tuple(feats[k].shape)}, VGG19 needs {tuple(ref.shape)}")
+    model.load_state_dict({k: feats[k].float() for k in expected}, strict=True)
+
+
+def _download_imagenet(dest: Path, log: Callable[[str], None]) -> None:
+    hint = (
+        f"place torchvision's {VGG19_FILENAME} (from {VGG19_URL}) at {dest}, "
+        f"or pass --vgg-weights PATH to a local copy"
+    )
+    log(f"downloading VGG19 ImageNet weights (548 MB) to {dest}")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Writes to a temporary file and renames it when complete, checking the hash prefix.
+        torch.hub.download_url_to_file(VGG19_URL, str(dest), hash_prefix=VGG19_HASH_PREFIX, progress=False)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise TrainingError(f"{dest}: VGG19 ImageNet weights missing and the download failed ({reason}); {hint}") from None
+
+
+def build_vgg(spec: str | Path, *, log: Callable[[str], None] | None = None) -> VGG19Features:
+    """The frozen, eval-mode VGG19 feature extractor for `--vgg-weights spec`.
+
+    `spec`: "imagenet" (torchvision's cached file, downloaded if missing), "random", or a path.
+    Input `[N, 3, H, W]` in [-1, 1]; output conv4_4 pre-ReLU features `[N, 512, H/8, W/8]`.
+    """
+    log = log or (lambda message: None)
+    model = VGG19Features()
+    name = str(spec)
+    if name == "random":
+        log("VGG19: using RANDOM weights (--vgg-weights random): content and style losses are not the "
+            "ImageNet perceptual losses; use this only for tests and smoke runs")
+    elif name == "imagenet":
+        path = imagenet_weights_path()
+        if not path.is_file():
+            _download_imagenet(path, log)
+        load_vgg_file(model, path)
+    else:
+        load_vgg_file(model, Path(spec))
+    return model.freeze()
