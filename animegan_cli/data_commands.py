@@ -1,9 +1,129 @@
-"""Commands of this group are registered by `register(app)`; see docs/cli.md."""
+"""`animegan dataset` and `animegan make-smooth`; see docs/make-smooth.md and docs/manifest.md."""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.table import Table
+
+from pipelines.errors import DatasetError
+from pipelines.inspect import MAX_LISTED_PROBLEMS, DatasetSummary, summarize
+from pipelines.manifest import DEFAULT_DATASET
+from pipelines.smoothing import SmoothOptions, make_smooth
+
+from .console import RichReporter, err_console, out_console, run
+
+
+
+class OutputFormat(str, Enum):
+    same = "same"
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+    bmp = "bmp"
+    tif = "tif"
+
+
+def dataset_command(
+    dataset_arg: Optional[Path] = typer.Argument(None, metavar="DATASET", help="Dataset folder (default: ./dataset).", show_default=False),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", "-d", help="Dataset folder; same as the argument.", show_default=False),
+    check: bool = typer.Option(False, "--check", help="Re-hash every file; exit non-zero when anything is off."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (for scripts) instead of a table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Summarize a dataset: images per set, pixel sizes, bytes on disk, missing or changed files,
+    smooth images out of date. With --check, also verify every file's hash (exit code 3 on problems)."""
+    root = _pick_dataset(dataset_arg, dataset)
+    with RichReporter(quiet=quiet or as_json) as reporter:
+        summary = run(lambda: summarize(root, check=check, reporter=reporter))
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        _print_summary(summary)
+    if summary.problems:
+        for line in summary.problems[:MAX_LISTED_PROBLEMS]:
+            err_console.print(f"problem: {line}", style="yellow", markup=False, soft_wrap=True)
+        if len(summary.problems) > MAX_LISTED_PROBLEMS:
+            err_console.print(f"... and {len(summary.problems) - MAX_LISTED_PROBLEMS} more problems", style="yellow", soft_wrap=True)
+        if check:
+            err_console.print(f"error: {summary.root}: {len(summary.problems)} problems found", style="bold red", markup=False, soft_wrap=True)
+            raise typer.Exit(DatasetError.exit_code)
+
+
+def make_smooth_command(
+    dataset_arg: Optional[Path] = typer.Argument(None, metavar="DATASET", help="Dataset folder (default: ./dataset).", show_default=False),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", "-d", help="Dataset folder; same as the argument.", show_default=False),
+    size: Optional[int] = typer.Option(None, "--size", min=16, max=8192, help="Resize so the short side is SIZE before smoothing (aspect ratio kept). Default: keep the stored size.", show_default=False),
+    fmt: OutputFormat = typer.Option(OutputFormat.same, "--format", "-f", help="Output format; 'same' keeps each source's format. png is lossless and recommended: JPEG re-encoding blurs the result."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, max=256, help="Worker processes. Default: all cores.", show_default=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write the edge-smoothed twin of every style image under DATASET/smooth/ (AnimeGAN's smooth set).
+
+    Incremental: images whose twin is up to date (same source hash and options) are skipped; twins
+    whose style image is gone are removed. Unreadable images are reported and skipped (exit code 1)."""
+    root = _pick_dataset(dataset_arg, dataset)
+    options = SmoothOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers)
+    with RichReporter(quiet=quiet) as reporter:
+        s = run(lambda: make_smooth(root, options, reporter))
+        reporter.info(f"{s.smoothed} smoothed, {s.up_to_date} already up to date, {s.removed} removed ({s.total} style images)")
+
+
+def _pick_dataset(arg: Optional[Path], opt: Optional[Path]) -> Path:
+    if arg is not None and opt is not None and arg != opt:
+        raise typer.BadParameter(f"two different datasets given ({arg} and {opt})", param_hint="--dataset")
+    return arg or opt or DEFAULT_DATASET
+
+
+def _spread(s) -> str:
+    if s.min == s.max:
+        return str(s.min)
+    med = int(s.median) if float(s.median).is_integer() else s.median
+    return f"{s.min} / {med} / {s.max}"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _print_summary(s: DatasetSummary) -> None:
+    # One column per set and one row per figure: datasets have a handful of sets, so this stays
+    # narrow enough for an 80-column terminal.
+    table = Table(title=f"{s.root}  (schema {s.schema_version}, updated {s.updated})", title_justify="left")
+    table.add_column("")
+    for st in s.sets:
+        table.add_column(st.name, justify="right")
+    rows = [
+        ("images", lambda st: str(st.count)),
+        ("width min / median / max", lambda st: _spread(st.width)),
+        ("height min / median / max", lambda st: _spread(st.height)),
+        ("on disk", lambda st: _bytes(st.bytes_on_disk)),
+        ("missing files", lambda st: str(st.missing)),
+        ("size changed (stale)", lambda st: str(st.stale)),
+        ("contents changed", lambda st: "-" if st.modified is None else str(st.modified)),
+        ("out of date with source", lambda st: "-" if st.out_of_date is None else str(st.out_of_date)),
+        ("untracked image files", lambda st: str(st.untracked)),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(st) for st in s.sets))
+    if s.sets:
+        out_console.print(table)
+    else:
+        out_console.print(f"{s.root}: the dataset has no images yet")
+    if s.extractions:
+        out_console.print(f"extract-frames state kept for {s.extractions} film(s)")
+    how = "hashes verified" if s.checked else "sizes compared (--check verifies hashes)"
+    out_console.print(f"{how}: {'ok' if s.ok else f'{len(s.problems)} problems'}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("dataset")(dataset_command)
+    app.command("make-smooth")(make_smooth_command)

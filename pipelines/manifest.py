@@ -202,8 +202,15 @@ def _migrate(raw: dict[str, Any], where: Path) -> dict[str, Any]:
         step = MIGRATIONS.get(version)
         if step is None:
             raise DatasetError(f"{where}: schema_version {version} cannot be migrated (no migration from it)")
-        raw = step(dict(raw))
-        version = raw["schema_version"]
+        try:
+            raw = step(dict(raw))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DatasetError(f"{where}: cannot migrate from schema_version {version} ({type(exc).__name__}: {exc})") from None
+        new_version = raw.get("schema_version")
+        # A step that forgets to bump the version would otherwise loop forever.
+        if not isinstance(new_version, int) or new_version <= version:
+            raise DatasetError(f"{where}: migration from schema_version {version} did not advance the version")
+        version = new_version
     return raw
 
 
