@@ -1,9 +1,141 @@
-"""Commands of this group are registered by `register(app)`; see docs/cli.md."""
+"""`animegan train` (see docs/training.md). Options only; the work is `pipelines.train.run_train`."""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+
+from .console import RichReporter, out_console, run
+
+
+class Model(str, Enum):
+    animegan = "animegan"
+    animeganv2 = "animeganv2"
+    whitebox = "whitebox"
+
+
+class Style(str, Enum):
+    hayao = "hayao"
+    shinkai = "shinkai"
+    paprika = "paprika"
+
+
+class Preset(str, Enum):
+    released = "released"
+    paper = "paper"
+
+
+class Superpixels(str, Enum):
+    slic = "slic"
+    felzenszwalb = "felzenszwalb"
+
+
+class GanLoss(str, Enum):
+    lsgan = "lsgan"
+    hinge = "hinge"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+class Amp(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    off = "off"
+
+
+# Every option defaults to None here so that only what the user typed overrides --config (and, on
+# --resume, the run's own config); `show_default` shows the value that applies when nothing is given.
+_W = "Loss weight of the {} term (default: the --style preset for v2, the paper's for v1)."
+
+
+def train(
+    dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with photo, style and smooth sets.", show_default="dataset"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with options (keys as below, '-' or '_'; loss weights in a [weights] table); options given here override it."),
+    model: Optional[Model] = typer.Option(None, "--model", help="AnimeGAN v1 or v2, or White-box Cartoonization (docs/whitebox.md).", show_default="animeganv2"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config, metrics, samples, checkpoints, generator).", show_default="runs/<timestamp>-<model>-<style>"),
+    style: Optional[Style] = typer.Option(None, "--style", help="AnimeGANv2 loss-weight preset (v1 always uses the paper's weights).", show_default="hayao"),
+    preset: Optional[Preset] = typer.Option(None, "--preset", help="White-box loss weights: the released code's or the paper's.", show_default="released"),
+    cartoon_set: Optional[str] = typer.Option(None, "--cartoon-set", help="White-box: the dataset set holding the cartoon images.", show_default="style"),
+    superpixels: Optional[Superpixels] = typer.Option(None, "--superpixels", help="White-box structure segmentation: SLIC (200 segments) or Felzenszwalb (scale 10, sigma 0.8, min_size 100).", show_default="slic"),
+    gan_loss: Optional[GanLoss] = typer.Option(None, "--gan-loss", help="Adversarial loss.", show_default="lsgan"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=0, max=100_000, help="GAN-phase epochs.", show_default="100"),
+    init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss).", show_default="v2: 10, v1: 1"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many generator steps (both phases counted); default: all epochs.", show_default=False),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=4096, help="Images per step (per GPU with --nproc).", show_default="v2: 12, v1: 6"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=32, max=4096, help="Side of the random square crops, a multiple of 4.", show_default="256"),
+    lr_init: Optional[float] = typer.Option(None, "--lr-init", min=0.0, max=1.0, help="Learning rate of the init phase.", show_default="1e-4"),
+    lr_g: Optional[float] = typer.Option(None, "--lr-g", min=0.0, max=1.0, help="Generator learning rate (GAN phase).", show_default="v2: 2e-5, v1: 8e-5"),
+    lr_d: Optional[float] = typer.Option(None, "--lr-d", min=0.0, max=1.0, help="Discriminator learning rate.", show_default="v2: 4e-5, v1: 1.6e-5"),
+    adv_weight: Optional[float] = typer.Option(None, "--adv-weight", min=0.0, help="Generator adversarial loss weight.", show_default="300"),
+    d_adv_weight: Optional[float] = typer.Option(None, "--d-adv-weight", min=0.0, help="Discriminator adversarial loss weight.", show_default="300"),
+    content_weight: Optional[float] = typer.Option(None, "--content-weight", min=0.0, help=_W.format("content"), show_default=False),
+    style_weight: Optional[float] = typer.Option(None, "--style-weight", min=0.0, help=_W.format("grayscale style"), show_default=False),
+    color_weight: Optional[float] = typer.Option(None, "--color-weight", min=0.0, help=_W.format("colour"), show_default=False),
+    tv_weight: Optional[float] = typer.Option(None, "--tv-weight", min=0.0, help=_W.format("total variation"), show_default=False),
+    d_real_weight: Optional[float] = typer.Option(None, "--d-real-weight", min=0.0, help=_W.format("D real-frame"), show_default=False),
+    d_fake_weight: Optional[float] = typer.Option(None, "--d-fake-weight", min=0.0, help=_W.format("D generated-image"), show_default=False),
+    d_gray_weight: Optional[float] = typer.Option(None, "--d-gray-weight", min=0.0, help=_W.format("D grayscale-frame"), show_default=False),
+    d_smooth_weight: Optional[float] = typer.Option(None, "--d-smooth-weight", min=0.0, help=_W.format("D smoothed-frame"), show_default=False),
+    device: Optional[Device] = typer.Option(None, "--device", help="Where to train; auto picks CUDA when available.", show_default="auto"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**31 - 1, help="Seed of initialization, data order and crops.", show_default="0"),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps between checkpoints (one is also written at each epoch end).", show_default="500"),
+    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, max=1000, help="Checkpoints kept (the newest).", show_default="3"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, max=64, help="Data loader processes (0: load in the training process).", show_default="2"),
+    amp: Optional[Amp] = typer.Option(None, "--amp", help="Mixed precision: auto = bf16 on GPUs that support it, else fp16; off on CPU.", show_default="auto"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (slow start, faster steps on GPU).", show_default="no-compile"),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1, max=64, help="Processes (GPUs) for data-parallel training via torch.distributed.run.", show_default="1"),
+    vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the perceptual losses: imagenet (torchvision's file), random (tests only) or a PATH.", show_default="imagenet"),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", min=1, help="Also write a sample grid every N steps (always at each epoch end).", show_default=False),
+    log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Steps between rows of metrics.jsonl.", show_default="10"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and data counts as JSON, then exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary lines; warnings and errors are still printed."),
+) -> None:
+    """Train an AnimeGAN (v1 or v2) generator on a dataset's photo, style and smooth sets.
+
+    An init phase (generator only, content loss) is followed by the GAN phase. Everything is written
+    to the run folder: config.json, metrics.jsonl, samples/, checkpoints/ and generator.safetensors
+    (usable with `animegan stylize --weights RUN`). Interrupt at any time; `--out RUN --resume`
+    continues exactly where the last checkpoint left off.
+    """
+    from pipelines.train import TrainRequest, run_train
+
+    given: dict[str, Any] = {
+        "dataset": None if dataset is None else str(dataset), "out": None if out is None else str(out),
+        "model": model, "style": style, "gan_loss": gan_loss, "epochs": epochs, "init_epochs": init_epochs,
+        "max_steps": max_steps, "batch_size": batch_size, "image_size": image_size, "lr_init": lr_init,
+        "lr_g": lr_g, "lr_d": lr_d, "device": device, "seed": seed, "checkpoint_every": checkpoint_every,
+        "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
+        "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
+        "superpixels": superpixels, "sample_every": sample_every, "log_every": log_every,
+    }
+    weights = {
+        "adv": adv_weight, "d_adv": d_adv_weight, "content": content_weight, "style": style_weight,
+        "color": color_weight, "tv": tv_weight, "d_real": d_real_weight, "d_fake": d_fake_weight,
+        "d_gray": d_gray_weight, "d_smooth": d_smooth_weight,
+    }
+    overrides = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if v is not None}
+    if any(v is not None for v in weights.values()):
+        overrides["weights"] = {k: v for k, v in weights.items() if v is not None}
+    request = TrainRequest(config_file=config, overrides=overrides, resume=resume, dry_run=dry_run)
+
+    with RichReporter(quiet=quiet) as reporter:
+        result = run(lambda: run_train(request, reporter))
+    if dry_run:
+        out_console.print_json(json.dumps(result.summary()))
+    elif not quiet and result.announce:
+        what = "stopped" if result.stopped else "finished"
+        out_console.print(f"{what} at step {result.step}/{result.total_steps}: {result.run_dir}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("train")(train)
