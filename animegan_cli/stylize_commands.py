@@ -1,9 +1,96 @@
-"""Commands of this group are registered by `register(app)`; see docs/cli.md."""
+"""`animegan stylize` and `animegan export`; see docs/stylize.md."""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from .console import RichReporter, out_console, run
+
+
+class Fmt(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class Preset(str, Enum):
+    ultrafast = "ultrafast"
+    superfast = "superfast"
+    veryfast = "veryfast"
+    faster = "faster"
+    fast = "fast"
+    medium = "medium"
+    slow = "slow"
+    slower = "slower"
+    veryslow = "veryslow"
+
+
+def stylize_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Image files, folders (recursive) and videos."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Run folder, exported .safetensors or community AnimeGANv2 .pt. Default: the newest run under ./runs."),
+    out: Path = typer.Option(Path("stylized"), "--out", "-o", help="Output folder (folder inputs keep their structure under it)."),
+    fmt: Optional[Fmt] = typer.Option(None, "--format", help="Image output format. Default: each input's own."),
+    max_side: Optional[int] = typer.Option(None, "--max-side", min=16, help="Downscale first so the long side is at most this many pixels."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=64, max=8192, help="Stylize in tiles of this side. Default: only images too large for memory are tiled."),
+    overlap: int = typer.Option(64, "--overlap", min=0, max=512, help="Overlap between tiles in pixels (blended)."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Images or frames of equal size per forward pass."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA, fp32 on CPU."),
+    crf: int = typer.Option(18, "--crf", min=0, max=51, help="Video: H.264 constant rate factor (lower = better, larger)."),
+    preset: Preset = typer.Option(Preset.medium, "--preset", help="Video: x264 speed/size preset."),
+    start: float = typer.Option(0.0, "--start", min=0.0, help="Video: first second to stylize."),
+    end: Optional[float] = typer.Option(None, "--end", min=0.0, help="Video: stop at this second. Default: the end."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that are already up to date."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines (warnings still shown)."),
+) -> None:
+    """Stylize images, folders and videos with a trained generator.
+
+    Outputs keep each input's name (videos become .mp4 unless their container holds H.264) and are
+    written atomically; an output newer than its input and the weights is skipped, so a stopped
+    run resumes. Video keeps its frame times and its audio.
+    """
+    from pipelines.stylize import StylizeOptions, stylize
+
+    opts = StylizeOptions(
+        weights=weights, out_dir=out, format=fmt.value if fmt else None, max_side=max_side, tile=tile,
+        overlap=overlap, batch_size=batch_size, device=device.value, precision=precision.value, crf=crf,
+        preset=preset.value, start=start, end=end, overwrite=overwrite,
+    )
+    with RichReporter(quiet=quiet) as reporter:
+        summary = run(lambda: stylize(inputs, opts, reporter))
+    if not quiet:
+        out_console.print(f"{summary.done} stylized, {summary.skipped} up to date, {summary.failed} failed -> {out}")
+
+
+def export_cmd(
+    weights: Path = typer.Argument(..., help="Run folder, exported .safetensors or community AnimeGANv2 .pt."),
+    out: Path = typer.Argument(..., help="The .onnx file to write."),
+    opset: int = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset version."),
+) -> None:
+    """Export a generator to ONNX (dynamic batch, height and width; input and output RGB in [-1, 1])."""
+    from pipelines.export_onnx import export_onnx
+
+    path = run(lambda: export_onnx(weights, out, opset=opset))
+    out_console.print(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("stylize")(stylize_cmd)
+    app.command("export")(export_cmd)

@@ -1,0 +1,100 @@
+"""Benchmark of the stylize path on CPU (run: `python bench/bench_stylize.py [--big 6000x4000]`).
+
+1. AnimeGANv2 (random weights; speed does not depend on their values) at 512x512: seconds per
+   image of the stylize engine (uint8 in -> uint8 out, NNPACK convolutions, inference mode)
+   against a plain eager fp32 NCHW forward of the same weights, measured in the same run,
+   interleaved, best of N. Prints the ratio (target >= 2x) and the largest output difference.
+2. Peak memory (RSS) of stylizing a big photo with automatic tiling, in a child process, against
+   the estimate for an untiled forward pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.models.registry import InferenceModel  # noqa: E402
+from pipelines.stylize import BYTES_PER_PIXEL_FP32, Engine, nnpack_usable  # noqa: E402
+
+
+def speed(size: int, repeats: int) -> None:
+    torch.manual_seed(0)
+    base = InferenceModel.for_architecture("animegan_v2").eval()
+    fast_model = InferenceModel.for_architecture("animegan_v2").eval()
+    fast_model.load_state_dict(base.state_dict())
+    engine = Engine(fast_model, torch.device("cpu"))
+    rgb = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    def plain() -> torch.Tensor:
+        with torch.no_grad():
+            return base(x)
+
+    def fast() -> np.ndarray:
+        return engine.stylize_batch(rgb[None])
+
+    plain(), fast()  # warm-up (weight packing, allocator)
+    tp, tf = [], []
+    for _ in range(repeats):
+        a = time.perf_counter(); ref = plain(); tp.append(time.perf_counter() - a)
+        a = time.perf_counter(); got = fast(); tf.append(time.perf_counter() - a)
+    ref_u8 = ((ref[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
+    diff = np.abs(got[0].astype(int) - ref_u8).max()
+    print(f"v2 {size}x{size} CPU, {torch.get_num_threads()} threads, NNPACK {'on' if nnpack_usable() else 'off'} "
+          f"({engine.nnpack_convs} convs)")
+    print(f"  plain eager fp32 NCHW: best {min(tp):.3f} s, median {np.median(tp):.3f} s")
+    print(f"  stylize engine       : best {min(tf):.3f} s, median {np.median(tf):.3f} s")
+    print(f"  speed-up: {min(tp) / min(tf):.2f}x (best), {np.median(tp) / np.median(tf):.2f}x (median); "
+          f"max output difference {diff} levels")
+
+
+def big_child(w: int, h: int) -> None:
+    import cv2
+    from skimage import data
+
+    torch.manual_seed(0)
+    model = InferenceModel.for_architecture("animegan_v2").eval()
+    rgb = cv2.resize(data.astronaut(), (w, h), interpolation=cv2.INTER_CUBIC)
+    engine = Engine(model, torch.device("cpu"))
+    t = time.perf_counter()
+    out = engine.stylize_image(rgb)
+    secs = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak_rss": peak, "seconds": secs, "shape": list(out.shape), "tile": engine.tile_side(),
+                      "budget_px": engine.pixel_budget}))
+
+
+def big(w: int, h: int) -> None:
+    res = subprocess.run([sys.executable, __file__, "--child", f"{w}x{h}"], capture_output=True, text=True, check=True)
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    est = w * h * BYTES_PER_PIXEL_FP32
+    print(f"{w}x{h} photo, auto tiling (tile {r['tile']} px, pixel budget {r['budget_px']:,}): "
+          f"{r['seconds']:.0f} s, peak RSS {r['peak_rss'] / 2**30:.2f} GiB; "
+          f"untiled estimate {est / 2**30:.1f} GiB ({est / r['peak_rss']:.0f}x more)")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--big", default="6000x4000", help="WxH of the tiled-memory test; 'none' to skip")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        big_child(*map(int, a.child.split("x")))
+    else:
+        print(f"note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: figures are noisy)")
+        speed(a.size, a.repeats)
+        if a.big != "none":
+            big(*map(int, a.big.split("x")))
