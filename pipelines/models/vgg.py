@@ -44,6 +44,14 @@ class VGG19Features(nn.Module):
                 layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.ReLU(inplace=True)]
                 in_ch = int(v)
         self.features = nn.Sequential(*layers[:N_FEATURES])
+        # torchvision's VGG initialization. PyTorch's default conv init shrinks activations about 3x per
+        # layer, so with `--vgg-weights random` conv4_4 features would be ~1e-3 and the content and style
+        # terms would vanish; with this init random features keep their scale and still act as a
+        # (weak) perceptual loss. Loaded weights replace all of it.
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
         # Not persistent: the state dict then holds exactly torchvision's `features.*` keys.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
