@@ -9,18 +9,13 @@ from typing import Optional
 import typer
 
 from .console import RichReporter, out_console, run
+from .options import Device
 
 
 class Fmt(str, Enum):
     png = "png"
     jpg = "jpg"
     webp = "webp"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cuda = "cuda"
-    cpu = "cpu"
 
 
 class Precision(str, Enum):

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from .console import RichReporter, out_console, run
+from .options import Device
 
 
 class Model(str, Enum):
@@ -37,12 +38,6 @@ class Superpixels(str, Enum):
 class GanLoss(str, Enum):
     lsgan = "lsgan"
     hinge = "hinge"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cuda = "cuda"
-    cpu = "cpu"
 
 
 class Amp(str, Enum):

@@ -5,13 +5,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fractions import Fraction
+
+import av
 import cv2
 import numpy as np
 import pytest
+import torch
 from skimage import data as skdata
 
 from pipelines.fileio import encode_image
 from pipelines.manifest import Dataset, FrameSource, ImportedSource, make_record
+
+@pytest.fixture(autouse=True)
+def _one_thread_and_seed():
+    """Tiny tensors gain nothing from threads (OpenMP start-up and waiting dominate), and one thread
+    keeps float results identical from run to run; each test also starts from the same torch seed."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(old)
+
 
 # Colour photos shipped by scikit-image; used as "photos" and, posterized, as "anime frames".
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -86,3 +101,39 @@ def build_tiny_dataset(root: Path, size: int = 80, with_smooth: bool = True) -> 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Dataset:
     return build_tiny_dataset(tmp_path / "dataset")
+
+
+# ---- short videos whose frames carry their own number (video and extract-frames tests) ----------
+
+W, H = 64, 48
+
+
+def numbered_frame(k: int, scene: int | None = None) -> np.ndarray:
+    """`[48, 64, 3]` RGB: a textured background (seeded by `scene`, default k) and, in the top 8 rows,
+    k's 8 low bits as 8x8 white (1) or black (0) blocks."""
+    rng = np.random.default_rng(1000 + (k if scene is None else scene))
+    coarse = rng.integers(40, 216, size=(6, 8, 3), dtype=np.uint8)
+    img = np.kron(coarse, np.ones((8, 8, 1), np.uint8))
+    for b in range(8):
+        img[:8, b * 8:(b + 1) * 8] = 255 if (k >> b) & 1 else 0
+    return img
+
+
+def read_number(img: np.ndarray) -> int:
+    """Inverse of `numbered_frame` on an upright `[48, 64, 3]` image."""
+    gray = img.mean(axis=2)
+    return sum(1 << b for b in range(8) if gray[2:6, b * 8 + 2:b * 8 + 6].mean() > 128)
+
+
+def make_video(path: Path, frames, fps: Fraction = Fraction(25), rotation: int = 0, gop: int = 10) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast", "g": str(gop)})
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)
+        for img in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path

@@ -18,33 +18,9 @@ from pipelines.frames import ExtractOptions, dhash, extract_frames, parse_time
 from pipelines.manifest import Dataset
 from pipelines.progress import RecordingReporter
 
-
-def numbered_frame(k: int, scene: int | None = None) -> np.ndarray:
-    """`[48, 64, 3]` RGB: textured background seeded by `scene` (default k), k's bits as blocks on top."""
-    rng = np.random.default_rng(1000 + (k if scene is None else scene))
-    img = np.kron(rng.integers(40, 216, size=(6, 8, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
-    for b in range(8):
-        img[:8, b * 8:(b + 1) * 8] = 255 if (k >> b) & 1 else 0
-    return img
+from conftest import make_video, numbered_frame, read_number
 
 
-def read_number(img: np.ndarray) -> int:
-    gray = img.mean(axis=2)
-    return sum(1 << b for b in range(8) if gray[2:6, b * 8 + 2:b * 8 + 6].mean() > 128)
-
-
-def make_video(path: Path, frames, fps: Fraction = Fraction(25), rotation: int = 0) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast", "g": "10"})
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        if rotation:
-            s.set_display_rotation(rotation)
-        for img in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 def kept(ds_root: Path) -> list[tuple[int, float, int]]:

@@ -23,15 +23,6 @@ from pipelines.models import vgg as vgg_module
 from pipelines.weights import load_generator
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # Tiny tensors gain nothing from threads, and on a busy 2-core machine OpenMP's waiting makes
-    # them many times slower; restore the setting for whatever runs next.
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---- parameter counts (FACTS section 3) ---------------------------------------------------------

@@ -33,12 +33,6 @@ COMMON = ["--vgg-weights", "random", "--image-size", "64", "--batch-size", "2", 
           "--epochs", "2", "--log-every", "2", "-q"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def train(*args: str) -> "object":

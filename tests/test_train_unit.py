@@ -23,13 +23,6 @@ from pipelines.train_data import BatchPlan, CropDataset, SampleKey, SetGroup, ep
 from conftest import build_tiny_dataset, skimage_photo
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The machines are shared; one thread avoids oversubscription stalls and keeps results reproducible.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,14 +22,6 @@ from pipelines.weights import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # Tiny tensors: threads only add OpenMP waiting on a busy 2-core machine.
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _x(h: int = 20, w: int = 28) -> torch.Tensor:

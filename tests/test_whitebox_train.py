@@ -1,5 +1,5 @@
 """`animegan train --model whitebox` end to end on 64x64 crops with a random VGG: train, exact resume,
-and the exported run used for inference (weights.load_generator: the stylize command is not in yet)."""
+and the exported run used for inference, directly and through `animegan stylize`."""
 
 from __future__ import annotations
 
@@ -85,6 +85,21 @@ def test_exported_generator_stylizes_any_size(runs):
         want = guided_filter(raw, xp, 1, 5e-3)[..., :50, :67].clamp(-1, 1)
     assert torch.allclose(y, want, atol=1e-5)
     assert np.isfinite(y.numpy()).all()
+
+
+def test_stylize_command_applies_the_run(runs, tmp_path):
+    from pipelines.fileio import read_image, write_image
+
+    src = tmp_path / "in" / "coffee.png"
+    photo = skimage_photo("coffee", 45)[:45, :61]  # odd sides
+    write_image(src, photo)
+    res = CliRunner().invoke(app, ["stylize", str(src), "--weights", str(runs["straight"]),
+                                   "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = read_image(tmp_path / "out" / "coffee.png")
+    assert out.shape == photo.shape
+    assert not np.array_equal(out, photo)
+    assert np.array_equal(read_image(src), photo)  # the input is untouched
 
 
 def test_paper_preset_and_cartoon_set(tmp_path):

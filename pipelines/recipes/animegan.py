@@ -8,7 +8,7 @@ of the photo and of the grayscale style frame together in one batch without grad
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -53,13 +53,6 @@ class AnimeGANRecipe(Recipe):
         arch, kwargs = self.export_arch()
         norm = "instance" if self.config.model == "animegan" else "layer"
         return {"generator": build_generator(arch, **kwargs), "discriminator": Discriminator(norm=norm)}
-
-    def build_frozen(self, device: torch.device, log: Callable[[str], None]) -> dict[str, nn.Module]:
-        from ..models.vgg import build_vgg
-
-        vgg = build_vgg(self.config.vgg_weights, log=log).to(device).eval()
-        vgg.requires_grad_(False)
-        return {"vgg": vgg}
 
     def build_optimizers(self, networks: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         c = self.config

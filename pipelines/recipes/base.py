@@ -79,8 +79,16 @@ class Recipe(ABC):
         """The trainable networks, on CPU, freshly initialized (the loop seeds torch first)."""
 
     def build_frozen(self, device: torch.device, log: Callable[[str], None]) -> dict[str, nn.Module]:
-        """Frozen helper networks (feature extractors), already on `device`, in eval mode."""
-        return {}
+        """Frozen helper networks, already on `device`, in eval mode.
+
+        By default the VGG19 feature extractor (`--vgg-weights`) that the content, style and
+        structure losses of every family so far use; a family without perceptual losses returns {}.
+        """
+        from ..models.vgg import build_vgg
+
+        vgg = build_vgg(self.config.vgg_weights, log=log).to(device).eval()
+        vgg.requires_grad_(False)
+        return {"vgg": vgg}
 
     @abstractmethod
     def build_optimizers(self, networks: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:

@@ -24,7 +24,7 @@ size) so that the balance between the terms does not move with `--crop`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -100,13 +100,6 @@ class WhiteboxRecipe(Recipe):
         arch, kwargs = self.export_arch()
         return {"generator": build_generator(arch, **kwargs),
                 "d_surface": surface_discriminator(), "d_texture": texture_discriminator()}
-
-    def build_frozen(self, device: torch.device, log: Callable[[str], None]) -> dict[str, nn.Module]:
-        from ..models.vgg import build_vgg
-
-        vgg = build_vgg(self.config.vgg_weights, log=log).to(device).eval()
-        vgg.requires_grad_(False)
-        return {"vgg": vgg}
 
     def build_optimizers(self, networks: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         c = self.config
