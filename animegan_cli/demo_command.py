@@ -32,6 +32,9 @@ def demo(
     out_console.print(f"stylized photos: {result.stylized}")
     out_console.print(f"training run:    {result.run}  (samples/, metrics.jsonl, generator.safetensors)")
     out_console.print(f"dataset:         {result.dataset}  (animegan dataset {result.dataset})")
+    if result.vgg_weights == "random":
+        out_console.print("note: a few minutes of CPU training with random VGG weights shows the whole pipeline, not a "
+                          "finished style; real styles need the ImageNet VGG weights and hours on a GPU (docs/training.md)")
     out_console.print(f"next: animegan stylize YOUR_PHOTOS --weights {result.run}")
 
 

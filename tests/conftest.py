@@ -17,15 +17,20 @@ from skimage import data as skdata
 from pipelines.fileio import encode_image
 from pipelines.manifest import Dataset, FrameSource, ImportedSource, make_record
 
-@pytest.fixture(autouse=True)
-def _one_thread_and_seed():
-    """Tiny tensors gain nothing from threads (OpenMP start-up and waiting dominate), and one thread
-    keeps float results identical from run to run; each test also starts from the same torch seed."""
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from threads (OpenMP start-up and waiting dominate), and exact-resume
+    tests compare runs bit for bit, which needs the same thread count for every run: session scope, so
+    that module-scoped fixtures that train are covered too."""
     old = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
 
 
 # Colour photos shipped by scikit-image; used as "photos" and, posterized, as "anime frames".

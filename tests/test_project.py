@@ -23,7 +23,7 @@ def test_cli_reference_is_current():
 
     python -m typer animegan_cli.app utils docs --name animegan --output docs/cli.md
     """
-    assert (ROOT / "docs" / "cli.md").read_text() == generated_cli_docs()
+    assert (ROOT / "docs" / "cli.md").read_text().rstrip() == generated_cli_docs().rstrip()
 
 
 def _imports(path: Path) -> set[str]:
