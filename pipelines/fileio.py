@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
@@ -124,6 +124,8 @@ def decode_image(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
         with Image.open(io.BytesIO(data)) as im:
             im = ImageOps.exif_transpose(im)
             return _pil_to_rgb(im)
+    except UnidentifiedImageError:
+        raise InputError(name, "not a readable image (unrecognised format; animegan reads JPEG, PNG, WebP, BMP and TIFF)") from None
     except Exception as exc:  # PIL raises many types for corrupt data
         raise InputError(name, f"not a readable image ({type(exc).__name__}: {exc})") from None
 
