@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 
 from .errors import InputError, PartialFailure
 from .fileio import encode_image, atomic_write_bytes
-from .manifest import Dataset, ExtractionState, FrameSource, Record, make_record
+from .manifest import Dataset, ExtractionState, FrameSource, Manifest, RecordBatch, make_record
 from .progress import Reporter
 from .video import RawFrame, iter_raw_frames, probe_video
 
@@ -293,19 +292,18 @@ def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter,
     pkey = f"extract:{film_abs}"
     reporter.start(pkey, film.name, total=total)
 
-    pending: list[Record] = []
-    last_commit = time.monotonic()
+    # The resume point is saved in the same transaction as the frames it covers.
+    progress = {"done_until": resume_from, "complete": False}
 
-    def commit(done_until: float, complete: bool) -> None:
-        nonlocal pending, last_commit
-        with ds.transaction() as m:
-            for rec in pending:
-                m.put(STYLE_SET, rec)
-            m.extractions[key] = ExtractionState(
-                film=film_abs, options=opts, done_until=max(0.0, done_until), complete=complete, kept=kept_total
-            )
-        pending = []
-        last_commit = time.monotonic()
+    def save_state(m: Manifest) -> None:
+        m.extractions[key] = ExtractionState(film=film_abs, options=opts, done_until=max(0.0, progress["done_until"]),
+                                             complete=progress["complete"], kept=kept_total)
+
+    batch = RecordBatch(ds, STYLE_SET, every=COMMIT_EVERY_FRAMES, seconds=COMMIT_EVERY_SECONDS, on_commit=save_state)
+
+    def commit(done_until: float, complete: bool = False) -> None:
+        progress.update(done_until=done_until, complete=complete)
+        batch.commit()
 
     advanced = 0
     try:
@@ -323,7 +321,7 @@ def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter,
                     data = encode_image(rgb, ".jpg")
                     rel = f"{folder}/f{raw.index:07d}{o.suffix()}.jpg"
                     atomic_write_bytes(ds.abspath(rel), data)
-                    pending.append(make_record(
+                    batch.add(make_record(
                         rel, data, rgb.shape[1], rgb.shape[0],
                         FrameSource(film=film_abs, film_sha256=film_id, time=raw.time, frame_index=raw.index),
                     ))
@@ -337,15 +335,15 @@ def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter,
                     result.flat += 1
                 else:
                     result.duplicates += 1
-            if len(pending) >= COMMIT_EVERY_FRAMES or (pending and time.monotonic() - last_commit > COMMIT_EVERY_SECONDS):
-                commit(sampler.anchor, False)
+            if batch.due():
+                commit(sampler.anchor)
             if reporter.should_abort():
-                commit(sampler.anchor, False)
+                commit(sampler.anchor)
                 reporter.warn(f"{film}: stopped at {raw.time:.3f} s; run the same command again to resume")
                 return
     except InputError as exc:
         # Keep what was extracted before the damage; the film still counts as failed.
-        commit(sampler.anchor, False)
+        commit(sampler.anchor)
         raise exc
     finally:
         if advanced:

@@ -17,7 +17,6 @@ re-save, and a perceptual hash would drop genuinely different near-identical pho
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError, PartialFailure
 from .fileio import atomic_write_bytes, decode_image, encode_image, is_image_path, iter_files, sha256_bytes
-from .manifest import SET_NAME_RE, Dataset, ImportedSource, Record, make_record
+from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
 from .progress import Reporter
 
 # Sets other commands compute; importing into them would break their provenance.
@@ -146,17 +145,7 @@ def add_images(
     manifest = ds.manifest
     known_hashes = manifest.hashes(set_name)
     taken = {r.path.split("/", 1)[1] for r in manifest.records(set_name) if r.path.count("/") == 1}
-    pending: list[Record] = []
-    last_commit = time.monotonic()
-
-    def commit() -> None:
-        nonlocal pending, last_commit
-        if pending:
-            with ds.transaction() as m:
-                for rec in pending:
-                    m.put(set_name, rec)
-            pending = []
-        last_commit = time.monotonic()
+    batch = RecordBatch(ds, set_name, every=COMMIT_EVERY_FILES, seconds=COMMIT_EVERY_SECONDS)
 
     key = f"add-images:{set_name}"
     reporter.start(key, f"import into {set_name}", total=len(files))
@@ -178,7 +167,7 @@ def add_images(
                 target = _target_name(set_dir, src.stem, suffix, stored, taken)
                 atomic_write_bytes(target, stored)
                 rel = f"{set_name}/{target.name}"
-                pending.append(make_record(rel, stored, w, h, ImportedSource(original=str(src.resolve()))))
+                batch.add(make_record(rel, stored, w, h, ImportedSource(original=str(src.resolve()))))
                 taken.add(target.name)
                 known_hashes.add(digest)
                 summary.imported += 1
@@ -192,11 +181,10 @@ def add_images(
                 summary.failed_files.append(src)
             finally:
                 reporter.advance(key, imported=summary.imported)
-            if len(pending) >= COMMIT_EVERY_FILES or time.monotonic() - last_commit > COMMIT_EVERY_SECONDS:
-                commit()
+            batch.commit_if_due()
     finally:
         # Whatever was written is recorded, even when the loop stops on an unexpected error.
-        commit()
+        batch.commit()
         reporter.finish(key)
 
     reporter.info(summary.line())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -310,3 +311,39 @@ class Dataset:
 def make_record(relpath: str, data: bytes, width: int, height: int, source: FrameSource | DerivedSource | ImportedSource) -> Record:
     """The record for an image whose encoded bytes `data` were (or are about to be) stored at `relpath`."""
     return Record(path=relpath, width=width, height=height, bytes=len(data), sha256=sha256_bytes(data), source=source)
+
+
+class RecordBatch:
+    """Records of one set waiting to be committed, written in one transaction per `every` records or
+    `seconds`: long commands neither rewrite the manifest for every file nor lose more than one batch
+    when killed (the files themselves are already on disk; a re-run re-records them).
+
+    `on_commit(manifest)` runs inside each transaction, for state that must be saved with the records
+    (extract-frames' resume point).
+    """
+
+    def __init__(self, ds: Dataset, set_name: str, every: int = 64, seconds: float = 10.0,
+                 on_commit: Callable[[Manifest], None] | None = None):
+        self.ds, self.set_name, self.every, self.seconds, self.on_commit = ds, set_name, every, seconds, on_commit
+        self.pending: list[Record] = []
+        self._last = time.monotonic()
+
+    def add(self, record: Record) -> None:
+        self.pending.append(record)
+
+    def due(self) -> bool:
+        return len(self.pending) >= self.every or (bool(self.pending) and time.monotonic() - self._last > self.seconds)
+
+    def commit_if_due(self) -> None:
+        if self.due():
+            self.commit()
+
+    def commit(self) -> None:
+        if self.pending or self.on_commit is not None:
+            with self.ds.transaction() as m:
+                for rec in self.pending:
+                    m.put(self.set_name, rec)
+                if self.on_commit is not None:
+                    self.on_commit(m)
+        self.pending = []
+        self._last = time.monotonic()

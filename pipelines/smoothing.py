@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 
 from .errors import AnimeganError, InputError, PartialFailure
 from .fileio import IMAGE_EXTENSIONS, decode_image, sha256_bytes, write_image
-from .manifest import Dataset, DerivedSource, Manifest, Record
+from .manifest import Dataset, DerivedSource, Manifest, Record, RecordBatch
 from .progress import Reporter
 
 OPERATION = "smooth"
@@ -338,17 +337,8 @@ def make_smooth(dataset_root: str | Path, options: SmoothOptions, reporter: Repo
     jobs, expected = _plan(ds, m, options, summary, reporter)
     workers = max(1, min(options.workers or available_cores(), len(jobs) or 1))
 
-    pending: list[Record] = []
-    last_commit = time.monotonic()
-
-    def commit() -> None:
-        nonlocal pending, last_commit
-        if pending:
-            with ds.transaction() as tm:
-                for rec in pending:
-                    tm.put(SMOOTH_SET, rec)
-            pending = []
-        last_commit = time.monotonic()
+    # Batches bound how much work a crash can lose without rewriting the manifest per image.
+    batch = RecordBatch(ds, SMOOTH_SET, every=options.batch, seconds=10.0)
 
     processed = 0
     reporter.start("smooth", "smoothing edges", total=len(jobs))
@@ -359,7 +349,7 @@ def make_smooth(dataset_root: str | Path, options: SmoothOptions, reporter: Repo
                 reporter.warn(result["error"])
                 summary.failed.append(result["error"])
             else:
-                pending.append(
+                batch.add(
                     Record(
                         **result,
                         source=DerivedSource(
@@ -372,12 +362,10 @@ def make_smooth(dataset_root: str | Path, options: SmoothOptions, reporter: Repo
                 )
                 summary.smoothed += 1
             reporter.advance("smooth")
-            # Batches bound how much work a crash can lose without rewriting the manifest per image.
-            if len(pending) >= options.batch or (pending and time.monotonic() - last_commit > 10):
-                commit()
+            batch.commit_if_due()
         summary.aborted = processed < len(jobs)
     finally:
-        commit()
+        batch.commit()
         reporter.finish("smooth")
 
     if not summary.aborted:

@@ -81,7 +81,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:
             sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         raise InputError(path, "refused to load: the file holds Python objects other than tensors "
                                "(only plain state dicts are accepted)") from None
     except Exception as exc:
