@@ -38,3 +38,11 @@ class PartialFailure(AnimeganError):
     """Some inputs failed while the others were processed; the per-file lines were already reported."""
 
     exit_code = 1
+
+
+def describe_validation_error(exc) -> str:
+    """A pydantic `ValidationError` as one line: the first offending field and its problem."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    return f"{field}: {err['msg']}{more}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -119,8 +120,6 @@ def decode_image(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
         if arr is not None:
             return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
     try:
-        import io
-
         with Image.open(io.BytesIO(data)) as im:
             im = ImageOps.exif_transpose(im)
             return _pil_to_rgb(im)
@@ -131,8 +130,6 @@ def decode_image(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
 
 
 def _has_alpha(data: bytes) -> bool:
-    import io
-
     try:
         with Image.open(io.BytesIO(data)) as im:  # parses the header only
             return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal, Union
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import DatasetError
+from .errors import DatasetError, describe_validation_error
 from .fileio import atomic_write_bytes, sha256_bytes
 
 MANIFEST_NAME = "manifest.json"
@@ -227,10 +227,7 @@ def parse_manifest(data: bytes, where: Path) -> Manifest:
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise DatasetError(f"{where}: {field}: {err['msg']}{more}") from None
+        raise DatasetError(f"{where}: {describe_validation_error(exc)}") from None
 
 
 class Dataset:

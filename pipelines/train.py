@@ -52,7 +52,7 @@ from .checkpoints import (
     restore_rng,
     save_checkpoint,
 )
-from .errors import InputError, TrainingError
+from .errors import InputError, TrainingError, describe_validation_error
 from .fileio import atomic_write_bytes, write_image
 from .manifest import Dataset
 from .progress import Reporter
@@ -126,10 +126,7 @@ RESUMABLE_FIELDS = frozenset({
 
 
 def _config_error(where: str, exc: ValidationError) -> InputError:
-    err = exc.errors()[0]
-    field_name = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return InputError(where, f"{field_name}: {err['msg']}{more}")
+    return InputError(where, describe_validation_error(exc))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
