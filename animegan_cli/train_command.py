@@ -47,6 +47,11 @@ class Amp(str, Enum):
     off = "off"
 
 
+class CpuKernels(str, Enum):
+    fast = "fast"
+    plain = "plain"
+
+
 # Every option defaults to None here so that only what the user typed overrides --config (and, on
 # --resume, the run's own config); `show_default` shows the value that applies when nothing is given.
 _W = "Loss weight of the {} term (default: the --style preset for v2, the paper's for v1)."
@@ -88,6 +93,7 @@ def train(
     workers: Optional[int] = typer.Option(None, "--workers", min=0, max=64, help="Data loader processes (0: load in the training process).", show_default="2"),
     amp: Optional[Amp] = typer.Option(None, "--amp", help="Mixed precision: auto = bf16 on GPUs that support it, else fp16; off on CPU.", show_default="auto"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (slow start, faster steps on GPU).", show_default="no-compile"),
+    cpu_kernels: Optional[CpuKernels] = typer.Option(None, "--cpu-kernels", help="CPU fp32 convolutions: fast (NNPACK Winograd forward and input gradients, Winograd weight gradients; about 2x per step) or plain (PyTorch's default kernels).", show_default="fast"),
     nproc: Optional[int] = typer.Option(None, "--nproc", min=1, max=64, help="Processes (GPUs) for data-parallel training via torch.distributed.run.", show_default="1"),
     vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the perceptual losses: imagenet (torchvision's file), random (tests only) or a PATH.", show_default="imagenet"),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", min=1, help="Also write a sample grid every N steps (always at each epoch end).", show_default=False),
@@ -110,7 +116,7 @@ def train(
         "max_steps": max_steps, "batch_size": batch_size, "image_size": image_size, "lr_init": lr_init,
         "lr_g": lr_g, "lr_d": lr_d, "device": device, "seed": seed, "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
-        "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
+        "cpu_kernels": cpu_kernels, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
         "superpixels": superpixels, "sample_every": sample_every, "log_every": log_every,
     }
     weights = {

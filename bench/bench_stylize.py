@@ -1,9 +1,11 @@
 """Benchmark of the stylize path on CPU (run: `python bench/bench_stylize.py [--big 6000x4000]`).
 
 1. AnimeGANv2 (random weights; speed does not depend on their values) at 512x512: seconds per
-   image of the stylize engine (uint8 in -> uint8 out, NNPACK convolutions, inference mode)
-   against a plain eager fp32 NCHW forward of the same weights, measured in the same run,
-   interleaved, best of N. Prints the ratio (target >= 2x) and the largest output difference.
+   image of the stylize engine (uint8 in -> uint8 out; `pipelines.cpu_speed`: allocator setting,
+   NNPACK convolutions) against a plain eager fp32 NCHW forward of the same weights under
+   `torch.no_grad`, measured in the same run. The plain forward runs in child processes of its
+   own (before and after the engine), so that the engine's process-wide allocator setting does
+   not reach it. Prints the ratio (target >= 2x) and the largest output difference.
 2. Peak memory (RSS) of stylizing a big photo with automatic tiling, in a child process, against
    the estimate for an untiled forward pass.
 """
@@ -16,6 +18,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,35 +28,54 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.models.registry import InferenceModel  # noqa: E402
-from pipelines.stylize import BYTES_PER_PIXEL_FP32, Engine, nnpack_usable  # noqa: E402
+from pipelines.cpu_speed import nnpack_usable, tune_allocator  # noqa: E402
+from pipelines.stylize import BYTES_PER_PIXEL_FP32, Engine  # noqa: E402
+
+
+def _plain_child(size: int, repeats: int) -> None:
+    """Times of the plain forward, and its output, from a process with default settings."""
+    torch.manual_seed(0)
+    base = InferenceModel.for_architecture("animegan_v2").eval()
+    rgb = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
+    times = []
+    with torch.no_grad():
+        ref = base(x)  # warm-up (weight packing, allocator)
+        for _ in range(repeats):
+            a = time.perf_counter()
+            ref = base(x)
+            times.append(time.perf_counter() - a)
+    ref_u8 = ((ref[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    np.save(sys.argv[sys.argv.index("--plain-out") + 1], ref_u8)
+    print(json.dumps(times))
+
+
+def _plain_times(size: int, repeats: int, out: Path) -> list[float]:
+    res = subprocess.run([sys.executable, __file__, "--plain-child", str(size), "--repeats", str(repeats),
+                          "--plain-out", str(out)], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def speed(size: int, repeats: int) -> None:
     torch.manual_seed(0)
-    base = InferenceModel.for_architecture("animegan_v2").eval()
-    fast_model = InferenceModel.for_architecture("animegan_v2").eval()
-    fast_model.load_state_dict(base.state_dict())
-    engine = Engine(fast_model, torch.device("cpu"))
+    model = InferenceModel.for_architecture("animegan_v2").eval()  # same seed: same weights as the child's
+    engine = Engine(model, torch.device("cpu"))
     rgb = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-    def plain() -> torch.Tensor:
-        with torch.no_grad():
-            return base(x)
-
-    def fast() -> np.ndarray:
-        return engine.stylize_batch(rgb[None])
-
-    plain(), fast()  # warm-up (weight packing, allocator)
-    tp, tf = [], []
-    for _ in range(repeats):
-        a = time.perf_counter(); ref = plain(); tp.append(time.perf_counter() - a)
-        a = time.perf_counter(); got = fast(); tf.append(time.perf_counter() - a)
-    ref_u8 = ((ref[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
-    diff = np.abs(got[0].astype(int) - ref_u8).max()
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_path = Path(tmp) / "plain.npy"
+        tp = _plain_times(size, (repeats + 1) // 2, ref_path)
+        engine.stylize_batch(rgb[None])  # warm-up
+        tf = []
+        for _ in range(repeats):
+            a = time.perf_counter()
+            got = engine.stylize_batch(rgb[None])
+            tf.append(time.perf_counter() - a)
+        tp += _plain_times(size, repeats // 2 or 1, ref_path)
+        ref_u8 = np.load(ref_path)
+    diff = np.abs(got[0].astype(int) - ref_u8.astype(int)).max()
     print(f"v2 {size}x{size} CPU, {torch.get_num_threads()} threads, NNPACK {'on' if nnpack_usable() else 'off'} "
-          f"({engine.nnpack_convs} convs)")
-    print(f"  plain eager fp32 NCHW: best {min(tp):.3f} s, median {np.median(tp):.3f} s")
+          f"({engine.nnpack_convs} convs), allocator tuned: {tune_allocator()}")
+    print(f"  plain eager fp32 NCHW: best {min(tp):.3f} s, median {np.median(tp):.3f} s  (child processes)")
     print(f"  stylize engine       : best {min(tf):.3f} s, median {np.median(tf):.3f} s")
     print(f"  speed-up: {min(tp) / min(tf):.2f}x (best), {np.median(tp) / np.median(tf):.2f}x (median); "
           f"max output difference {diff} levels")
@@ -90,8 +112,12 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--big", default="6000x4000", help="WxH of the tiled-memory test; 'none' to skip")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--plain-child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--plain-out", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.child:
+    if a.plain_child:
+        _plain_child(a.plain_child, a.repeats)
+    elif a.child:
         big_child(*map(int, a.child.split("x")))
     else:
         print(f"note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: figures are noisy)")

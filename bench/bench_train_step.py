@@ -4,10 +4,12 @@ The trainer is run for real (`pipelines.train.train`, data loading included) and
 rows from metrics.jsonl are read. The baseline is a plain fp32 step of the same networks and losses
 the way public trainers write it: NCHW, G(photo) computed again for the generator update, four
 separate discriminator passes, VGG run separately for the content and the style term, and the
-discriminator's weight gradients computed during the generator update. Both run in this process,
-one after the other; the first step of each is a warm-up and not counted.
+discriminator's weight gradients computed during the generator update. The baseline runs in a
+child process of its own, so that the trainer's process-wide allocator setting
+(`pipelines.cpu_speed.tune_allocator`) does not reach it; the first step of each is a warm-up and
+not counted. `--kernels plain` runs the trainer with `--cpu-kernels plain` (allocator setting only).
 
-    python bench/bench_train_step.py [--steps 3] [--threads 2]
+    python bench/bench_train_step.py [--steps 3] [--threads 2] [--kernels fast|plain]
 
 On a shared machine the figures move with the load; compare the ratio, and rerun when in doubt.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,11 +75,12 @@ def build_dataset(root: Path, n: int = 8) -> None:
                         operation="smooth", source=rel, source_sha256=m.find("style", rel).sha256)))
 
 
-def trainer_step_times(dataset: Path, run: Path, steps: int) -> list[float]:
+def trainer_step_times(dataset: Path, run: Path, steps: int, kernels: str) -> list[float]:
     cfg = resolve_config(overrides={
         "dataset": str(dataset), "out": str(run), "model": "animeganv2", "vgg_weights": "random",
         "image_size": SIZE, "batch_size": BATCH, "init_epochs": 0, "epochs": 100, "max_steps": steps + 1,
         "log_every": 1, "workers": 1, "device": "cpu", "amp": "off", "checkpoint_every": 10_000,
+        "cpu_kernels": kernels,
     })
     train(cfg, Reporter())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -119,14 +123,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3, help="timed steps of each (after one warm-up step)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--kernels", choices=("fast", "plain"), default="fast", help="the trainer's --cpu-kernels")
+    ap.add_argument("--baseline-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.baseline_child:
+        print(json.dumps(baseline_step_times(args.steps)))
+        return
+    res = subprocess.run([sys.executable, __file__, "--baseline-child", "--steps", str(args.steps),
+                          "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+    base = json.loads(res.stdout.strip().splitlines()[-1])
     with tempfile.TemporaryDirectory() as tmp:
         build_dataset(Path(tmp) / "ds")
-        ours = trainer_step_times(Path(tmp) / "ds", Path(tmp) / "run", args.steps)
-    base = baseline_step_times(args.steps)
+        ours = trainer_step_times(Path(tmp) / "ds", Path(tmp) / "run", args.steps, args.kernels)
     m_ours, m_base = statistics.median(ours), statistics.median(base)
-    print(f"threads {args.threads}, batch {BATCH}, {SIZE}x{SIZE}, GAN phase, AnimeGANv2, random VGG, fp32 CPU")
+    print(f"threads {args.threads}, batch {BATCH}, {SIZE}x{SIZE}, GAN phase, AnimeGANv2, random VGG, fp32 CPU, "
+          f"trainer --cpu-kernels {args.kernels}")
     print(f"trainer step : median {m_ours:.2f} s  ({', '.join(f'{x:.2f}' for x in ours)})")
     print(f"plain step   : median {m_base:.2f} s  ({', '.join(f'{x:.2f}' for x in base)})")
     print(f"ratio plain/trainer: {m_base / m_ours:.2f}x")
