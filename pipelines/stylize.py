@@ -6,9 +6,9 @@
   that would not fit in memory are stylized tile by tile (`pipelines.tiling`), so are all images
   when `tile` is set.
 - Speed: images of equal size are batched; reading and writing run in threads beside the
-  network; on CUDA channels_last and fp16/bf16 autocast; on CPU the large dense convolutions go
-  through NNPACK (Winograd/FFT) when this torch build has it (checked against the plain
-  convolution before use), which with `torch.inference_mode` is what makes the CPU path fast.
+  network; on CUDA channels_last and fp16/bf16 autocast; on CPU `pipelines.cpu_speed` keeps
+  large blocks mapped and sends the dense stride-1 convolutions through NNPACK (Winograd/FFT) when
+  this torch build has it (checked against the plain convolution before use).
 - Resumable: an output newer than both its input and the weights file is skipped.
 - Safe: inputs are never written to; an output path equal to an input path is refused up front;
   outputs are written atomically; each unreadable input is one warning, the rest go on, and
