@@ -32,7 +32,7 @@ from pipelines.cpu_speed import nnpack_usable, tune_allocator  # noqa: E402
 from pipelines.stylize import BYTES_PER_PIXEL_FP32, Engine  # noqa: E402
 
 
-def _plain_child(size: int, repeats: int) -> None:
+def _plain_child(size: int, repeats: int, out: str) -> None:
     """Times of the plain forward, and its output, from a process with default settings."""
     torch.manual_seed(0)
     base = InferenceModel.for_architecture("animegan_v2").eval()
@@ -46,7 +46,7 @@ def _plain_child(size: int, repeats: int) -> None:
             ref = base(x)
             times.append(time.perf_counter() - a)
     ref_u8 = ((ref[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-    np.save(sys.argv[sys.argv.index("--plain-out") + 1], ref_u8)
+    np.save(out, ref_u8)
     print(json.dumps(times))
 
 
@@ -116,7 +116,7 @@ if __name__ == "__main__":
     ap.add_argument("--plain-out", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.plain_child:
-        _plain_child(a.plain_child, a.repeats)
+        _plain_child(a.plain_child, a.repeats, a.plain_out)
     elif a.child:
         big_child(*map(int, a.child.split("x")))
     else:

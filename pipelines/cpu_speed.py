@@ -122,7 +122,7 @@ def _nnpack_stacked(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, pa
     n, c, h, wd = x.shape
     ph = padding[0]
     kh = w.shape[-2]
-    canvas = torch.empty(c, n, h + ph, wd, dtype=x.dtype)  # [Ci, N, H + ph, W]
+    canvas = torch.empty(c, n, h + ph, wd, dtype=x.dtype, device=x.device)  # [Ci, N, H + ph, W]
     if ph:
         canvas[:, :, h:].zero_()
     canvas[:, :, :h].copy_(x.transpose(0, 1))
@@ -174,9 +174,10 @@ def _winograd_matrices(k: int, m: int) -> tuple[torch.Tensor, torch.Tensor, torc
 
 @lru_cache(maxsize=None)
 def _winograd_kron(k: int, m: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    bt_k, g, at = _winograd_matrices(k, m)
+    out_1d, filter_1d, in_1d = _winograd_matrices(k, m)
     # 2-D transforms as single matrices over flattened tiles: input n*n, filter m*m, output k*k.
-    return torch.kron(at, at).to(dtype), torch.kron(g, g).to(dtype), torch.kron(bt_k, bt_k).to(dtype)
+    return (torch.kron(in_1d, in_1d).to(dtype), torch.kron(filter_1d, filter_1d).to(dtype),
+            torch.kron(out_1d, out_1d).to(dtype))
 
 
 def winograd_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, k: int, padding: tuple[int, int],
@@ -266,11 +267,12 @@ def _fast_forward(conv: nn.Conv2d) -> Callable[[torch.Tensor], torch.Tensor]:
         if (ok[0] and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
                 and x.shape[-1] * x.shape[-2] >= NNPACK_MIN_PIXELS
                 and not torch.is_autocast_enabled("cpu")):
-            weight = conv.weight
+            weight, bias = conv.weight, conv.bias
             try:
-                if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-                    return _FastConv2d.apply(x, weight, conv.bias, conv.padding)
-                return _nnpack(x, weight.detach(), None if conv.bias is None else conv.bias.detach(), list(conv.padding))
+                if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                                or (bias is not None and bias.requires_grad)):
+                    return _FastConv2d.apply(x, weight, bias, conv.padding)
+                return _nnpack(x, weight.detach(), None if bias is None else bias.detach(), list(conv.padding))
             except RuntimeError:
                 ok[0] = False
         return plain(x)
