@@ -11,9 +11,9 @@ import typer
 from rich.table import Table
 
 from pipelines.errors import DatasetError
-from pipelines.inspect import MAX_LISTED_PROBLEMS, DatasetSummary, summarize
-from pipelines.manifest import DEFAULT_DATASET
-from pipelines.smoothing import SmoothOptions, make_smooth
+from pipelines.data.inspect import MAX_LISTED_PROBLEMS, DatasetSummary, summarize
+from pipelines.data.manifest import DEFAULT_DATASET
+from pipelines.data.smoothing import SmoothOptions, make_smooth
 
 from .console import RichReporter, err_console, out_console, run
 

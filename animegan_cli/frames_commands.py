@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from pipelines.manifest import DEFAULT_DATASET
+from pipelines.data.manifest import DEFAULT_DATASET
 
 from .console import RichReporter, run
 
@@ -26,7 +26,7 @@ def add_images(
     JPEG, PNG, WebP, BMP and TIFF are read; EXIF rotation, grayscale, transparency and 16-bit are
     turned into upright 8-bit RGB. Unreadable files are reported and the rest imported (exit 1).
     """
-    from pipelines.importing import add_images as add
+    from pipelines.data.importing import add_images as add
 
     with RichReporter(quiet=quiet) as reporter:
         run(lambda: add(paths, set_name, dataset, reporter))
@@ -53,7 +53,7 @@ def extract_frames(
     Re-running the same command adds nothing; an interrupted run continues where it stopped.
     A corrupt or unreadable film is reported and the others still processed (exit 1).
     """
-    from pipelines.frames import ExtractOptions, extract_frames as extract
+    from pipelines.data.frames import ExtractOptions, extract_frames as extract
 
     with RichReporter(quiet=quiet) as reporter:
         run(lambda: extract(

@@ -61,7 +61,7 @@ def stylize_cmd(
     written atomically; an output newer than its input and the weights is skipped, so a stopped
     run resumes. Video keeps its frame times and its audio.
     """
-    from pipelines.stylize import StylizeOptions, stylize
+    from pipelines.inference.stylize import StylizeOptions, stylize
 
     opts = StylizeOptions(
         weights=weights, out_dir=out, format=fmt.value if fmt else None, max_side=max_side, tile=tile,
@@ -80,7 +80,7 @@ def export_cmd(
     opset: int = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset version."),
 ) -> None:
     """Export a generator to ONNX (dynamic batch, height and width; input and output RGB in [-1, 1])."""
-    from pipelines.export_onnx import export_onnx
+    from pipelines.inference.export_onnx import export_onnx
 
     path = run(lambda: export_onnx(weights, out, opset=opset))
     out_console.print(f"wrote {path}")

@@ -1,4 +1,4 @@
-"""`animegan train` (see docs/training.md). Options only; the work is `pipelines.train.run_train`."""
+"""`animegan train` (see docs/training.md). Options only; the work is `pipelines.training.loop.run_train`."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def train(
     (usable with `animegan stylize --weights RUN`). Interrupt at any time; `--out RUN --resume`
     continues exactly where the last checkpoint left off.
     """
-    from pipelines.train import TrainRequest, run_train
+    from pipelines.training.loop import TrainRequest, run_train
 
     given: dict[str, Any] = {
         "dataset": None if dataset is None else str(dataset), "out": None if out is None else str(out),

@@ -20,7 +20,7 @@ import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.frames import ExtractOptions, extract_frames  # noqa: E402
+from pipelines.data.frames import ExtractOptions, extract_frames  # noqa: E402
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "ohanami.mp4"
 

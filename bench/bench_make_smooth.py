@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from pipelines.fileio import decode_image, is_image_path, read_image, write_image
-from pipelines.manifest import Dataset, ImportedSource, make_record
-from pipelines.smoothing import SmoothOptions, _init_worker, _mp_context, available_cores, make_smooth, smooth_edges
+from pipelines.data.manifest import Dataset, ImportedSource, make_record
+from pipelines.data.smoothing import SmoothOptions, _init_worker, _mp_context, available_cores, make_smooth, smooth_edges
 
 
 def reference_per_pixel(bgr: np.ndarray) -> np.ndarray:

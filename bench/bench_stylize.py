@@ -1,7 +1,7 @@
 """Benchmark of the stylize path on CPU (run: `python bench/bench_stylize.py [--big 6000x4000]`).
 
 1. AnimeGANv2 (random weights; speed does not depend on their values) at 512x512: seconds per
-   image of the stylize engine (uint8 in -> uint8 out; `pipelines.cpu_speed`: allocator setting,
+   image of the stylize engine (uint8 in -> uint8 out; `pipelines.models.cpu_speed`: allocator setting,
    NNPACK convolutions) against a plain eager fp32 NCHW forward of the same weights under
    `torch.no_grad`, measured in the same run. The plain forward runs in child processes of its
    own (before and after the engine), so that the engine's process-wide allocator setting does
@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.models.registry import InferenceModel  # noqa: E402
-from pipelines.cpu_speed import nnpack_usable, tune_allocator  # noqa: E402
-from pipelines.stylize import BYTES_PER_PIXEL_FP32, Engine  # noqa: E402
+from pipelines.models.cpu_speed import nnpack_usable, tune_allocator  # noqa: E402
+from pipelines.inference.stylize import BYTES_PER_PIXEL_FP32, Engine  # noqa: E402
 
 
 def _plain_child(size: int, repeats: int, out: str) -> None:

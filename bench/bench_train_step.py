@@ -1,12 +1,12 @@
 """CPU time of one GAN-phase training step (AnimeGANv2, batch 2, 256x256, random VGG): the trainer vs a plain step.
 
-The trainer is run for real (`pipelines.train.train`, data loading included) and its `step_time_s`
+The trainer is run for real (`pipelines.training.loop.train`, data loading included) and its `step_time_s`
 rows from metrics.jsonl are read. The baseline is a plain fp32 step of the same networks and losses
 the way public trainers write it: NCHW, G(photo) computed again for the generator update, four
 separate discriminator passes, VGG run separately for the content and the style term, and the
 discriminator's weight gradients computed during the generator update. The baseline runs in a
 child process of its own, so that the trainer's process-wide allocator setting
-(`pipelines.cpu_speed.tune_allocator`) does not reach it; the first step of each is a warm-up and
+(`pipelines.models.cpu_speed.tune_allocator`) does not reach it; the first step of each is a warm-up and
 not counted. `--kernels plain` runs the trainer with `--cpu-kernels plain` (allocator setting only).
 
     python bench/bench_train_step.py [--steps 3] [--threads 2] [--kernels fast|plain]
@@ -30,15 +30,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines import losses as L  # noqa: E402
+from pipelines.training import losses as L  # noqa: E402
 from pipelines.fileio import encode_image, read_image  # noqa: E402
-from pipelines.manifest import Dataset, DerivedSource, ImportedSource, make_record  # noqa: E402
+from pipelines.data.manifest import Dataset, DerivedSource, ImportedSource, make_record  # noqa: E402
 from pipelines.models.animegan import Discriminator  # noqa: E402
 from pipelines.models.registry import build_generator  # noqa: E402
 from pipelines.models.vgg import build_vgg  # noqa: E402
 from pipelines.progress import Reporter  # noqa: E402
-from pipelines.train import resolve_config, train  # noqa: E402
+from pipelines.training.loop import resolve_config, train  # noqa: E402
 
 SHARED = Path("/work/shared/data")
 SIZE, BATCH = 256, 2

@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.recipes.whitebox import RELEASED_WEIGHTS, WhiteboxRecipe  # noqa: E402
-from pipelines.representations import StructureOptions, structure_image, uint8_to_tensor  # noqa: E402
+from pipelines.training.recipes.whitebox import RELEASED_WEIGHTS, WhiteboxRecipe  # noqa: E402
+from pipelines.training.representations import StructureOptions, structure_image, uint8_to_tensor  # noqa: E402
 
 
 def load_images(folder: str | None, n: int, size: int) -> np.ndarray:
@@ -93,14 +93,14 @@ class _InlinePool:
         self.options = options
 
     def submit(self, x: torch.Tensor) -> _Ready:
-        from pipelines.representations import structure_batch, tensor_to_uint8
+        from pipelines.training.representations import structure_batch, tensor_to_uint8
 
         return _Ready(uint8_to_tensor(structure_batch(tensor_to_uint8(x), self.options)))
 
 
 def bench_steps(photos: np.ndarray, cartoons: np.ndarray, device: torch.device, steps: int, threads: int | None,
                 kind: str) -> None:
-    from pipelines.representations import StructurePool
+    from pipelines.training.representations import StructurePool
 
     torch.manual_seed(0)
     cfg = SimpleNamespace(model="whitebox", style="", preset="released", weights=dict(RELEASED_WEIGHTS),

@@ -25,15 +25,15 @@ import cv2
 import numpy as np
 
 from .fileio import write_image
-from .frames import ExtractOptions, extract_frames
-from .importing import add_images
+from .data.frames import ExtractOptions, extract_frames
+from .data.importing import add_images
 from .models.vgg import imagenet_weights_path
 from .progress import Reporter
-from .smoothing import SmoothOptions, make_smooth
-from .stylize import StylizeOptions, stylize
-from .train import TrainRequest, run_train
+from .data.smoothing import SmoothOptions, make_smooth
+from .inference.stylize import StylizeOptions, stylize
+from .training.loop import TrainRequest, run_train
 from .fileio import atomic_path
-from .video_encode import VideoWriter
+from .inference.video_encode import VideoWriter
 
 # skimage.data photos that need no download; (name, index into a tuple result).
 PHOTOS = (("astronaut", None), ("chelsea", None), ("coffee", None), ("rocket", None), ("stereo_motorcycle", 0))

@@ -15,7 +15,7 @@ import torch
 from skimage import data as skdata
 
 from pipelines.fileio import encode_image
-from pipelines.manifest import Dataset, FrameSource, ImportedSource, make_record
+from pipelines.data.manifest import Dataset, FrameSource, ImportedSource, make_record
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
@@ -94,7 +94,7 @@ def build_tiny_dataset(root: Path, size: int = 80, with_smooth: bool = True) -> 
                 data = encode_image(sm, ".png")
                 (root / "smooth").mkdir(parents=True, exist_ok=True)
                 (root / rel).write_bytes(data)
-                from pipelines.manifest import DerivedSource
+                from pipelines.data.manifest import DerivedSource
 
                 style_rec = m.find("style", style_rel)
                 m.put("smooth", make_record(rel, data, sm.shape[1], sm.shape[0],

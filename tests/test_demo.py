@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from animegan_cli.app import app
 from pipelines.fileio import read_image
-from pipelines.manifest import Dataset
+from pipelines.data.manifest import Dataset
 
 
 def test_demo_runs_every_stage_and_writes_a_contact_sheet(tmp_path):

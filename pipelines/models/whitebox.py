@@ -129,7 +129,7 @@ INFERENCE_FILTER = (1, 5e-3)
 
 def inference_postprocess(photo: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
     """`photo` (the padded network input) and `raw` generator output, both `[N, 3, H, W]` in [-1, 1]."""
-    from ..guided_filter import guided_filter
+    from .guided_filter import guided_filter
 
     r, eps = INFERENCE_FILTER
     return guided_filter(raw, photo, r, eps)

@@ -1,0 +1,194 @@
+"""`add-images`: copy image files into a dataset set (`DS/<set>/`), recorded in the manifest.
+
+Storage rule: a file is copied byte for byte when it already is what training reads best, a plain
+8-bit RGB JPEG or PNG with no EXIF rotation and no transparency. Anything else (grayscale, CMYK,
+alpha, 16-bit, EXIF-rotated, WebP/BMP/TIFF) is decoded to upright 8-bit RGB (`fileio.decode_image`)
+and re-encoded: JPEG sources as JPEG (quality `fileio.JPEG_QUALITY`, one generation at 95 is
+invisible at training scale and keeps files small), everything else as lossless PNG.
+
+Duplicates: the key is the SHA-256 of the bytes that would be stored, compared with the `sha256` of
+the set's records (the manifest already keeps it, so no second index is needed). Re-importing the
+same files, the common case (running the command twice over a folder), is caught exactly, and
+re-encoding is deterministic so converted files are caught too. The same picture saved in two
+different files is not treated as a duplicate: a pixel hash would only catch the rare lossless
+re-save, and a perceptual hash would drop genuinely different near-identical photos.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InputError, PartialFailure
+from ..fileio import atomic_write_bytes, decode_image, encode_image, is_image_path, iter_files, sha256_bytes
+from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
+from ..progress import Reporter
+
+# Sets other commands compute; importing into them would break their provenance.
+DERIVED_SETS = {"smooth": "make-smooth"}
+# Commit to the manifest at least this often, so that a killed import loses little bookkeeping.
+COMMIT_EVERY_FILES = 64
+COMMIT_EVERY_SECONDS = 10.0
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class ImportSummary:
+    set_name: str
+    dataset: Path
+    imported: int = 0
+    copied: int = 0  # of `imported`, stored byte for byte
+    converted: int = 0  # of `imported`, decoded and re-encoded
+    duplicates: int = 0
+    failed: int = 0
+    failed_files: list[Path] = field(default_factory=list)
+    aborted: bool = False
+
+    def line(self) -> str:
+        parts = [f"{self.imported} imported into {self.dataset / self.set_name}"]
+        if self.imported:
+            parts.append(f"{self.copied} copied as is, {self.converted} converted")
+        parts.append(f"{self.duplicates} duplicates skipped")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        return ", ".join(parts)
+
+
+def check_set_name(set_name: str) -> str:
+    if not SET_NAME_RE.match(set_name):
+        raise InputError(None, f"--set {set_name!r}: use lower-case letters, digits and '_' (e.g. style, photo)")
+    if set_name in DERIVED_SETS:
+        raise InputError(None, f"--set {set_name}: this set is computed by `animegan {DERIVED_SETS[set_name]}`, not imported")
+    return set_name
+
+
+def plan_storage(data: bytes, name: str | Path) -> tuple[bytes, str, int, int, bool]:
+    """Decide how a file is stored: `(stored bytes, suffix, width, height, copied_as_is)`.
+
+    Raises `InputError` naming `name` when the file is not a readable image.
+    """
+    fmt = mode = None
+    oriented = transparent = wide = False
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # header only
+            fmt, mode = im.format, im.mode
+            oriented = im.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
+            transparent = "transparency" in im.info
+            if fmt == "PNG":
+                # PIL reports 16-bit RGB PNGs as mode "RGB"; IHDR byte 24 holds the bit depth.
+                wide = len(data) > 24 and data[24] != 8
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        pass  # leave it to decode_image, which tries OpenCV too and raises InputError
+    # Decoding fully also validates plain files (a truncated JPEG is caught here, not in training).
+    rgb = decode_image(data, name)  # [H, W, 3] uint8 RGB, upright
+    h, w = rgb.shape[:2]
+    plain = fmt in ("JPEG", "PNG") and mode == "RGB" and not (oriented or transparent or wide)
+    if plain:
+        return data, ".jpg" if fmt == "JPEG" else ".png", w, h, True
+    suffix = ".jpg" if fmt == "JPEG" else ".png"
+    return encode_image(rgb, suffix), suffix, w, h, False
+
+
+def _target_name(directory: Path, stem: str, suffix: str, stored: bytes, taken: set[str]) -> Path:
+    """A free file name in `directory`: `stem.suffix`, else `stem-1.suffix`, `stem-2.suffix`, ...
+
+    A file already on disk with exactly the bytes we would write, and not claimed by a record, is a
+    leftover of an interrupted import: reuse its name (rewriting it is harmless).
+    """
+    n = 0
+    while True:
+        name = f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}"
+        target = directory / name
+        if name not in taken:
+            if not target.exists():
+                return target
+            try:
+                if target.stat().st_size == len(stored) and target.read_bytes() == stored:
+                    return target
+            except OSError:
+                pass
+        n += 1
+
+
+def add_images(
+    paths: Iterable[str | Path],
+    set_name: str,
+    dataset_root: str | Path,
+    reporter: Reporter | None = None,
+) -> ImportSummary:
+    """Import image files and folders (recursively) into `dataset_root/<set_name>/`.
+
+    Unreadable files are reported one line each with `reporter.warn` and the rest imported; at the
+    end `PartialFailure` is raised if any failed (after everything good was committed).
+    """
+    reporter = reporter or Reporter()
+    check_set_name(set_name)
+    ds = Dataset.open(dataset_root, create=True)
+    summary = ImportSummary(set_name=set_name, dataset=ds.root)
+    set_dir = ds.root / set_name
+
+    files: list[Path] = []
+    for arg in paths:
+        arg = Path(arg)
+        try:
+            # Files named explicitly are tried whatever their extension; folders contribute images only.
+            files.extend(f for f, _ in iter_files([arg], is_image_path if arg.is_dir() else (lambda _p: True)))
+        except InputError as exc:
+            reporter.warn(str(exc))
+            summary.failed += 1
+            summary.failed_files.append(arg)
+
+    manifest = ds.manifest
+    known_hashes = manifest.hashes(set_name)
+    taken = {r.path.split("/", 1)[1] for r in manifest.records(set_name) if r.path.count("/") == 1}
+    batch = RecordBatch(ds, set_name, every=COMMIT_EVERY_FILES, seconds=COMMIT_EVERY_SECONDS)
+
+    key = f"add-images:{set_name}"
+    reporter.start(key, f"import into {set_name}", total=len(files))
+    try:
+        for src in files:
+            if reporter.should_abort():
+                summary.aborted = True
+                break
+            try:
+                try:
+                    data = src.read_bytes()
+                except OSError as exc:
+                    raise InputError(src, f"cannot read ({exc.strerror or exc})") from None
+                stored, suffix, w, h, as_is = plan_storage(data, src)
+                digest = sha256_bytes(stored)
+                if digest in known_hashes:
+                    summary.duplicates += 1
+                    continue
+                target = _target_name(set_dir, src.stem, suffix, stored, taken)
+                atomic_write_bytes(target, stored)
+                rel = f"{set_name}/{target.name}"
+                batch.add(make_record(rel, stored, w, h, ImportedSource(original=str(src.resolve()))))
+                taken.add(target.name)
+                known_hashes.add(digest)
+                summary.imported += 1
+                if as_is:
+                    summary.copied += 1
+                else:
+                    summary.converted += 1
+            except InputError as exc:
+                reporter.warn(str(exc))
+                summary.failed += 1
+                summary.failed_files.append(src)
+            finally:
+                reporter.advance(key, imported=summary.imported)
+            batch.commit_if_due()
+    finally:
+        # Whatever was written is recorded, even when the loop stops on an unexpected error.
+        batch.commit()
+        reporter.finish(key)
+
+    reporter.info(summary.line())
+    if summary.failed:
+        total = summary.failed + summary.imported + summary.duplicates
+        raise PartialFailure(f"{summary.failed} of {total} inputs could not be imported (see the warnings above)")
+    return summary

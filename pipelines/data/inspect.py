@@ -1,0 +1,160 @@
+"""`animegan dataset`: what a dataset holds, and (`--check`) whether its files still match the manifest.
+
+Without `check` only the manifest and file sizes are read, so the summary is instant even for
+large datasets; `check` re-hashes every file.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..fileio import is_image_path, sha256_file
+from .manifest import KNOWN_SETS, Dataset, DerivedSource
+from ..progress import Reporter
+
+# Problem lines listed by the CLI before it summarizes the rest with a count.
+MAX_LISTED_PROBLEMS = 20
+
+
+@dataclass
+class Spread:
+    """min / median / max of a list of integers (0s for an empty set)."""
+
+    min: int = 0
+    median: float = 0.0
+    max: int = 0
+
+    @classmethod
+    def of(cls, values: list[int]) -> "Spread":
+        if not values:
+            return cls()
+        return cls(min(values), float(statistics.median(values)), max(values))
+
+
+@dataclass
+class SetSummary:
+    name: str
+    description: str
+    count: int
+    width: Spread
+    height: Spread
+    bytes_on_disk: int  # sizes of the files that exist
+    missing: int  # listed, file absent
+    stale: int  # file size differs from the record
+    modified: int | None  # hash differs from the record (None: not checked)
+    out_of_date: int | None  # smooth twins whose style source changed or vanished (None: not a derived set)
+    untracked: int  # image files in the set's folder that no record lists (information, not a problem)
+
+
+@dataclass
+class DatasetSummary:
+    root: str
+    manifest: str
+    schema_version: int
+    created: str
+    updated: str
+    checked: bool
+    sets: list[SetSummary] = field(default_factory=list)
+    extractions: int = 0  # films with extract-frames resume state
+    problems: list[str] = field(default_factory=list)  # one line each: file and problem
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+def summarize(dataset_root: str | Path, check: bool = False, reporter: Reporter | None = None) -> DatasetSummary:
+    """Summarize the dataset at `dataset_root`; with `check`, re-hash every file.
+
+    Missing, stale (size changed), modified (hash changed, `check` only) files and smooth twins
+    out of date with their style source each add a problem line. Raises `DatasetError` when the
+    manifest itself is missing or invalid.
+    """
+    reporter = reporter or Reporter()
+    ds = Dataset.open(dataset_root)
+    m = ds.manifest
+    summary = DatasetSummary(
+        root=str(ds.root),
+        manifest=str(ds.manifest_path),
+        schema_version=m.schema_version,
+        created=m.created,
+        updated=m.updated,
+        checked=check,
+        extractions=len(m.extractions),
+    )
+    total = sum(len(r) for r in m.sets.values())
+    if check:
+        reporter.start("check", "hashing files", total=total)
+    hashes = {r.path: r.sha256 for records in m.sets.values() for r in records}
+    listed = {r.path for records in m.sets.values() for r in records}
+    for name in sorted(m.sets):
+        records = m.sets[name]
+        on_disk = missing = stale = modified = out_of_date = 0
+        derived = any(isinstance(r.source, DerivedSource) for r in records)
+        for r in records:
+            path = ds.abspath(r.path)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                missing += 1
+                summary.problems.append(f"{r.path}: missing (listed in set {name!r})")
+                size = None
+            if size is not None:
+                on_disk += size
+                if size != r.bytes:
+                    stale += 1
+                    summary.problems.append(f"{r.path}: size changed ({r.bytes} bytes recorded, {size} on disk)")
+                elif check and sha256_file(path) != r.sha256:
+                    modified += 1
+                    summary.problems.append(f"{r.path}: contents changed since it was recorded (hash differs)")
+            if isinstance(r.source, DerivedSource):
+                src_hash = hashes.get(r.source.source)
+                if src_hash is None:
+                    out_of_date += 1
+                    summary.problems.append(f"{r.path}: its source {r.source.source} is no longer in the dataset (run make-smooth)")
+                elif src_hash != r.source.source_sha256:
+                    out_of_date += 1
+                    summary.problems.append(f"{r.path}: out of date with {r.source.source} (run make-smooth)")
+            if check:
+                reporter.advance("check")
+        summary.sets.append(
+            SetSummary(
+                name=name,
+                description=KNOWN_SETS.get(name, ""),
+                count=len(records),
+                width=Spread.of([r.width for r in records]),
+                height=Spread.of([r.height for r in records]),
+                bytes_on_disk=on_disk,
+                missing=missing,
+                stale=stale,
+                modified=modified if check else None,
+                out_of_date=out_of_date if derived else None,
+                untracked=_untracked(ds.root / name, ds.root, listed),
+            )
+        )
+    if check:
+        reporter.finish("check")
+    # A smooth set is expected once there are style images: missing entirely is worth one line.
+    if m.records("style") and not m.records("smooth"):
+        reporter.info("no smooth set yet: AnimeGAN training needs one (run `animegan make-smooth`)")
+    return summary
+
+
+def _untracked(folder: Path, root: Path, listed: set[str]) -> int:
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for f in folder.rglob("*"):
+        rel = f.relative_to(root)
+        # Hidden names are atomic-write temporaries or tool droppings, not user images.
+        if f.is_file() and is_image_path(f) and not any(p.startswith(".") for p in rel.parts):
+            n += rel.as_posix() not in listed
+    return n

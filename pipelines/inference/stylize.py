@@ -1,0 +1,545 @@
+"""`animegan stylize`: run a trained generator over images, folders and videos.
+
+- Inputs: image files, folders (recursive; the relative structure is kept under the output
+  folder) and videos (by extension). Outputs keep the input's stem.
+- Any size: the output has the input's size (after the optional `max_side` downscale). Images
+  that would not fit in memory are stylized tile by tile (`pipelines.inference.tiling`), so are all images
+  when `tile` is set.
+- Speed: images of equal size are batched; reading and writing run in threads beside the
+  network; on CUDA channels_last and fp16/bf16 autocast; on CPU `pipelines.models.cpu_speed` keeps
+  large blocks mapped and sends the dense stride-1 convolutions through NNPACK (Winograd/FFT) when
+  this torch build has it (checked against the plain convolution before use).
+- Resumable: an output newer than both its input and the weights file is skipped.
+- Safe: inputs are never written to; an output path equal to an input path is refused up front;
+  outputs are written atomically; each unreadable input is one warning, the rest go on, and
+  `PartialFailure` is raised at the end if any failed.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.cpu_speed import accelerate, tune_allocator
+from ..errors import AnimeganError, InputError, PartialFailure
+from ..fileio import atomic_path, is_image_path, is_video_path, iter_files, read_image, write_image
+from ..progress import Reporter
+from .tiling import stylize_tiled, tiles_for
+
+FORMATS = ("png", "jpg", "webp")
+DEVICES = ("auto", "cuda", "cpu")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+# Peak activation memory per input pixel of a forward pass in fp32, measured on CPU at 768x768:
+# v2 1.8 KB, v1 2.2 KB, White-box 0.8 KB; the largest, with some headroom, stands for all.
+BYTES_PER_PIXEL_FP32 = 2400
+# On CPU at most this much memory goes to one forward pass (less when less is available).
+CPU_ACTIVATION_BYTES = 4 << 30
+DEFAULT_CPU_TILE = 1024
+# With the CPU allocator setting (cpu_speed.tune_allocator) freed activations stay in the heap, where
+# they fragment: one forward pass peaks about 1.46x higher than with mmap'd blocks (v2 at 1024x1024:
+# 4.23 vs 2.89 GiB), so the memory estimate grows and the CPU tile shrinks by the square root.
+HEAP_PEAK_FACTOR = 1.5
+DEFAULT_OVERLAP = 64
+
+
+@dataclass
+class StylizeOptions:
+    weights: Path | None = None  # run folder, .safetensors export or community .pt; None: latest run
+    out_dir: Path = Path("stylized")
+    format: str | None = None  # png | jpg | webp; None keeps each input's format
+    max_side: int | None = None  # downscale so the long side is at most this (never upscale)
+    tile: int | None = None  # tile side; None: tile only what would not fit in memory
+    overlap: int = DEFAULT_OVERLAP
+    batch_size: int = 4
+    device: str = "auto"
+    precision: str = "auto"
+    crf: int = 18
+    preset: str = "medium"
+    start: float = 0.0  # video only: seconds
+    end: float | None = None
+    overwrite: bool = False
+    runs_dir: Path = Path("runs")
+    fast_cpu: bool = True  # NNPACK convolutions on CPU when available
+
+
+@dataclass
+class StylizeSummary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    outputs: list[Path] = field(default_factory=list)
+    weights: Path | None = None
+    device: str = "cpu"
+    seconds: float = 0.0
+
+
+@dataclass
+class _Job:
+    src: Path
+    dst: Path
+    video: bool
+
+
+# ---- the network, ready for inference ---------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise InputError(None, f"--device must be one of {', '.join(DEVICES)}, not {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda: no CUDA device is available (use --device cpu)")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    if name not in PRECISIONS:
+        raise InputError(None, f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if name == "fp16" and device.type != "cuda":
+        raise InputError(None, "--precision fp16 needs a CUDA device (use fp32 or bf16 on CPU)")
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def _available_ram() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+class Engine:
+    """A loaded generator on a device: uint8 images in, uint8 images out.
+
+    `stylize_batch([N, H, W, 3] uint8 RGB) -> [N, H, W, 3] uint8 RGB`; `stylize_image` picks
+    batching or tiling by size. The model inside takes `[N, 3, H, W]` in [-1, 1].
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
+                 fast_cpu: bool = True, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                 pixel_budget: int | None = None):
+        self.device, self.dtype = device, dtype
+        self.model = model.to(device).eval()
+        self.model.requires_grad_(False)
+        self.channels_last = device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.nnpack_convs, self.heap_factor = 0, 1.0
+        if device.type == "cpu" and fast_cpu and dtype == torch.float32:
+            if tune_allocator():
+                self.heap_factor = HEAP_PEAK_FACTOR
+            self.nnpack_convs = accelerate(self.model)
+        self.tile, self.overlap = tile, overlap
+        self.pixel_budget = pixel_budget or self._pixel_budget()
+
+    def _pixel_budget(self) -> int:
+        bpp = BYTES_PER_PIXEL_FP32 // (2 if self.dtype != torch.float32 and self.device.type == "cuda" else 1)
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return max(256 * 256, int(free * 0.7) // bpp)
+        return max(256 * 256, min(CPU_ACTIVATION_BYTES, _available_ram() // 2) // int(bpp * self.heap_factor))
+
+    def to_input(self, rgb: np.ndarray) -> torch.Tensor:
+        """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1] on the device."""
+        t = torch.from_numpy(np.ascontiguousarray(rgb))
+        if t.ndim == 3:
+            t = t[None]
+        t = t.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 127.5).sub_(1.0)
+        return t.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        # [N, 3, H, W] in [-1, 1] -> same
+        with torch.inference_mode():
+            if self.dtype == torch.float32:
+                return self.model(x)
+            with torch.autocast(self.device.type, dtype=self.dtype):
+                return self.model(x).float()
+
+    @staticmethod
+    def to_uint8(y: torch.Tensor) -> np.ndarray:
+        """`[N, 3, H, W]` in [-1, 1] -> `[N, H, W, 3]` uint8 RGB (converted on the device)."""
+        y = y.float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+        return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def needs_tiling(self, h: int, w: int) -> bool:
+        return bool(self.tile) or h * w > self.pixel_budget
+
+    def tile_side(self) -> int:
+        if self.tile:
+            return self.tile
+        side = int((self.pixel_budget ** 0.5) // 8 * 8)
+        if self.device.type == "cpu":
+            return min(side, int(DEFAULT_CPU_TILE / self.heap_factor ** 0.5) // 8 * 8)
+        return side
+
+    def stylize_batch(self, images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.to_uint8(self.run(self.to_input(images)))
+
+    def stylize_image(self, rgb: np.ndarray, on_tile: Callable[[], None] | None = None) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        if not self.needs_tiling(h, w):
+            return self.stylize_batch(rgb[None])[0]
+        out, _ = stylize_tiled(self.model, rgb, self.tile_side(), self.overlap, run=self.run,
+                               to_input=self.to_input, stats_pixels=self.pixel_budget, on_tile=on_tile)
+        return out
+
+    def batch_limit(self, h: int, w: int, batch_size: int) -> int:
+        return max(1, min(batch_size, self.pixel_budget // max(1, h * w)))
+
+
+# ---- planning ----------------------------------------------------------------------------------
+
+
+def _accept(p: Path) -> bool:
+    return is_image_path(p) or is_video_path(p)
+
+
+def _out_path(src: Path, root: Path, out_dir: Path, fmt: str | None) -> tuple[Path, bool]:
+    from .video_encode import output_suffix
+
+    video = is_video_path(src)
+    rel_parent = src.parent.relative_to(root) if root != src else Path()
+    if video:
+        suffix = output_suffix(src)
+    else:
+        suffix = f".{fmt}" if fmt else (src.suffix.lower() if is_image_path(src) else ".png")
+    return out_dir / rel_parent / f"{src.stem}{suffix}", video
+
+
+def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Reporter) -> tuple[list[_Job], int]:
+    """The (input, output) pairs; returns them and how many inputs could not even be listed.
+
+    Raises `InputError` when an output would be one of the inputs (never overwrite a user's file).
+    """
+    jobs: list[_Job] = []
+    failed = 0
+    for arg in inputs:
+        try:
+            found = list(iter_files([arg], _accept))
+        except InputError as exc:
+            reporter.warn(str(exc))
+            failed += 1
+            continue
+        if not found and Path(arg).is_dir():
+            reporter.warn(f"{arg}: folder has no images or videos")
+        for src, root in found:
+            dst, video = _out_path(src, root, Path(options.out_dir), options.format)
+            jobs.append(_Job(src, dst, video))
+    sources = {j.src.resolve(): j.src for j in jobs}
+    for j in jobs:
+        d = j.dst.resolve()
+        if d in sources or (j.dst.exists() and any(_same(j.dst, s) for s in (j.src,))):
+            raise InputError(options.out_dir, f"output {j.dst} would overwrite the input {sources.get(d, j.src)}; "
+                                              f"choose another --out folder")
+    return jobs, failed
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _fresh(job: _Job, weights_mtime: float) -> bool:
+    try:
+        t = job.dst.stat().st_mtime
+        return t > job.src.stat().st_mtime and t > weights_mtime
+    except OSError:
+        return False
+
+
+def _resolve_weights(options: StylizeOptions) -> Path:
+    if options.weights is not None:
+        return Path(options.weights)
+    from ..models.weights import find_latest_run
+
+    run = find_latest_run(Path(options.runs_dir))
+    if run is None:
+        raise InputError(options.runs_dir, "no finished training run found; train first "
+                                           "(`animegan train`) or pass --weights RUN|FILE")
+    return run
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+
+def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Reporter | None = None) -> StylizeSummary:
+    """Stylize every image and video under `inputs` into `options.out_dir`. See the module docstring."""
+    from ..models.weights import load_generator, weights_fingerprint
+
+    reporter = reporter or Reporter()
+    t0 = time.perf_counter()
+    if options.format is not None and options.format not in FORMATS:
+        raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+    if options.end is not None and options.end <= options.start:
+        raise InputError(None, f"--end ({options.end}) must be after --start ({options.start})")
+    jobs, listing_failures = plan_jobs(inputs, options, reporter)
+    summary = StylizeSummary(failed=listing_failures)
+
+    weights = _resolve_weights(options)
+    weights_mtime = weights_fingerprint(weights)
+    todo: list[_Job] = []
+    seen: dict[Path, Path] = {}
+    for j in jobs:
+        key = j.dst.resolve()
+        if key in seen:
+            reporter.warn(f"{j.src}: skipped, its output {j.dst} is also the output of {seen[key]}")
+            summary.failed += 1
+            continue
+        seen[key] = j.src
+        if not options.overwrite and _fresh(j, weights_mtime):
+            summary.skipped += 1
+            continue
+        todo.append(j)
+    if not todo:
+        summary.weights = weights
+        summary.seconds = time.perf_counter() - t0
+        return _finish(summary, reporter)
+
+    device = resolve_device(options.device)
+    dtype = resolve_precision(options.precision, device)
+    loaded = load_generator(weights, device="cpu")
+    summary.weights, summary.device = loaded.source, str(device)
+    engine = Engine(loaded.model, device, dtype, fast_cpu=options.fast_cpu, tile=options.tile,
+                    overlap=options.overlap)
+    reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}, precision {str(dtype).replace('torch.', '')}")
+
+    images = [j for j in todo if not j.video]
+    videos = [j for j in todo if j.video]
+    if images:
+        _stylize_images(images, engine, options, reporter, summary)
+    for job in videos:
+        if reporter.should_abort():
+            break
+        try:
+            _stylize_video(job, engine, options, reporter)
+            summary.done += 1
+            summary.outputs.append(job.dst)
+        except InputError as exc:
+            reporter.warn(str(exc))
+            summary.failed += 1
+    summary.seconds = time.perf_counter() - t0
+    return _finish(summary, reporter)
+
+
+def _finish(summary: StylizeSummary, reporter: Reporter) -> StylizeSummary:
+    reporter.info(f"stylized {summary.done}, skipped {summary.skipped} (up to date), failed {summary.failed}")
+    if summary.failed:
+        raise PartialFailure(f"{summary.failed} input(s) failed; {summary.done} stylized, {summary.skipped} skipped")
+    return summary
+
+
+def _load(job: _Job, max_side: int | None) -> np.ndarray:
+    rgb = read_image(job.src)  # [H, W, 3] uint8 RGB; EXIF, gray, alpha, 16-bit handled
+    return _downscale(rgb, max_side)
+
+
+def _downscale(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if max_side and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def _prefetch(jobs: list[_Job], fn: Callable[[_Job], np.ndarray], pool: ThreadPoolExecutor,
+              depth: int) -> Iterator[tuple[_Job, Future]]:
+    """Yield `(job, future)` in order while keeping up to `depth` reads in flight."""
+    pending: list[tuple[_Job, Future]] = []
+    it = iter(jobs)
+    for job in it:
+        pending.append((job, pool.submit(fn, job)))
+        if len(pending) >= depth:
+            yield pending.pop(0)
+    yield from pending
+
+
+def _stylize_images(jobs: list[_Job], engine: Engine, options: StylizeOptions, reporter: Reporter,
+                    summary: StylizeSummary) -> None:
+    reporter.start("images", "images", total=len(jobs))
+    writes: list[tuple[_Job, Future]] = []
+    batch: list[tuple[_Job, np.ndarray]] = []
+    t_start, n_done = time.perf_counter(), 0
+
+    def submit(job: _Job, out: np.ndarray) -> None:
+        writes.append((job, wpool.submit(write_image, job.dst, out)))
+
+    def flush() -> None:
+        nonlocal n_done
+        if not batch:
+            return
+        outs = engine.stylize_batch(np.stack([b[1] for b in batch]))
+        for (job, _), out in zip(batch, outs):
+            submit(job, out)
+        n_done += len(batch)
+        reporter.advance("images", len(batch), **{"img/s": n_done / max(1e-9, time.perf_counter() - t_start)})
+        batch.clear()
+
+    with ThreadPoolExecutor(2, thread_name_prefix="read") as rpool, \
+            ThreadPoolExecutor(2, thread_name_prefix="write") as wpool:
+        for job, fut in _prefetch(jobs, lambda j: _load(j, options.max_side), rpool, depth=max(4, 2 * options.batch_size)):
+            if reporter.should_abort():
+                break
+            try:
+                rgb = fut.result()
+            except InputError as exc:
+                reporter.warn(str(exc))
+                summary.failed += 1
+                reporter.advance("images")
+                continue
+            h, w = rgb.shape[:2]
+            if engine.needs_tiling(h, w):
+                flush()
+                n = tiles_for(h, w, engine.tile_side(), engine.overlap)
+                reporter.info(f"{job.src}: {w}x{h}, stylizing in {n} tiles of {engine.tile_side()} px")
+                submit(job, engine.stylize_image(rgb))
+                n_done += 1
+                reporter.advance("images")
+                continue
+            if batch and (batch[0][1].shape != rgb.shape or len(batch) >= engine.batch_limit(h, w, options.batch_size)):
+                flush()
+            batch.append((job, rgb))
+        flush()
+        for job, fut in writes:
+            try:
+                fut.result()
+                summary.done += 1
+                summary.outputs.append(job.dst)
+            except (InputError, OSError) as exc:
+                reporter.warn(f"{job.dst}: could not write ({exc})")
+                summary.failed += 1
+    reporter.finish("images")
+
+
+# ---- video -------------------------------------------------------------------------------------
+
+
+_END = object()
+
+
+def _stylize_video(job: _Job, engine: Engine, options: StylizeOptions, reporter: Reporter) -> None:
+    """Decode (thread) -> stylize in batches -> encode and mux (thread), into a temp file renamed at the end."""
+    from ..data.video import iter_frames, probe_video
+    from .video_encode import VideoWriter, pick_encoder
+
+    info = probe_video(job.src)
+    w, h = info.width, info.height
+    if options.max_side and max(w, h) > options.max_side:
+        s = options.max_side / max(w, h)
+        w, h = max(2, round(w * s)), max(2, round(h * s))
+    encoder = pick_encoder()
+    if encoder != "libx264":
+        reporter.warn(f"{job.src}: libx264 is not available in this PyAV build; encoding with {encoder}")
+    if w % 2 or h % 2:
+        reporter.info(f"{job.src}: {w}x{h} has an odd side; H.264 (yuv420p) drops the last row/column")
+    end = options.end if options.end is None or info.duration is None else min(options.end, info.duration)
+    span = (end if end is not None else (info.duration or 0.0)) - options.start
+    total = max(1, round(span * float(info.fps))) if span > 0 else None
+    key = f"video:{job.src}"
+    reporter.start(key, job.src.name, total=total)
+
+    frames_q: queue.Queue = queue.Queue(maxsize=2 * options.batch_size + 2)
+    enc_q: queue.Queue = queue.Queue(maxsize=4)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def decode() -> None:
+        try:
+            for fr in iter_frames(job.src, options.start, options.end):
+                if stop.is_set():
+                    return
+                img = fr.image
+                if img.shape[1] != w or img.shape[0] != h:
+                    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+                frames_q.put((img, fr.time))
+        except BaseException as exc:  # handed to the main thread, which reports it
+            errors.append(exc)
+        finally:
+            frames_q.put(_END)
+
+    with atomic_path(job.dst) as tmp:
+        writer = VideoWriter(tmp, job.src, w, h, info.fps, start=options.start, end=options.end,
+                             crf=options.crf, preset=options.preset, encoder=encoder)
+
+        def encode() -> None:
+            try:
+                while (item := enc_q.get()) is not _END:
+                    outs, times = item
+                    for out, t in zip(outs, times):
+                        writer.write(out, t)
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+                while enc_q.get() is not _END:  # keep draining so the producer never blocks
+                    pass
+
+        threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=encode, daemon=True)]
+        for t in threads:
+            t.start()
+        n, t_start = 0, time.perf_counter()
+        try:
+            limit = engine.batch_limit(h, w, options.batch_size)
+            ended = False
+            while not ended and not stop.is_set():
+                imgs, times = [], []
+                while len(imgs) < limit:
+                    item = frames_q.get()
+                    if item is _END:
+                        ended = True
+                        break
+                    imgs.append(item[0])
+                    times.append(item[1])
+                if not imgs:
+                    break
+                if engine.needs_tiling(h, w):
+                    outs = [engine.stylize_image(im) for im in imgs]
+                else:
+                    outs = list(engine.stylize_batch(np.stack(imgs)))
+                enc_q.put((outs, times))
+                n += len(imgs)
+                reporter.advance(key, len(imgs), fps=n / max(1e-9, time.perf_counter() - t_start))
+                if reporter.should_abort():
+                    raise AnimeganError(f"{job.src}: interrupted")
+        finally:
+            stop.set()  # the decoder stops at its next frame (it has already ended on success)
+            enc_q.put(_END)
+            # Unblock the decoder if it is waiting on a full queue, then wait for both threads.
+            while threads[0].is_alive():
+                try:
+                    frames_q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            for t in threads:
+                t.join()
+        if errors:
+            writer.abort()
+            exc = errors[0]
+            if isinstance(exc, AnimeganError):
+                raise exc
+            raise InputError(job.src, f"could not stylize video ({type(exc).__name__}: {exc})")
+        if n == 0:
+            writer.abort()
+            raise InputError(job.src, "no frames in the requested time range")
+        try:
+            writer.close()
+        except Exception as exc:
+            raise InputError(job.dst, f"could not finish writing the video ({type(exc).__name__}: {exc})") from None
+    reporter.finish(key)
+    audio = {None: "no audio", "copy": "audio copied", "aac": "audio re-encoded to AAC"}[writer.audio_mode]
+    reporter.info(f"{job.dst}: {n} frames, {w}x{h}, {audio}")

@@ -1,0 +1,295 @@
+"""Generator weight files: export, loading (runs, exports, community AnimeGANv2 files), discovery.
+
+An export is two files written atomically into a folder:
+
+- `generator.safetensors`: the bare generator's state dict (float32), with the description below
+  embedded in the safetensors metadata header under the key `animegan`, so a lone copy of the file
+  is self-describing;
+- `generator.json`: the same description, readable by people and other tools.
+
+Loading never executes code: safetensors, or `torch.load(weights_only=True)` for `.pt`/`.pth`
+community files (plain state dicts; the architecture is recognised from tensor names and shapes).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import InputError
+from ..fileio import atomic_write_bytes
+from .registry import InferenceModel, all_architectures, build_generator, get_architecture
+
+FORMAT_NAME = "animegan-generator"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "generator.safetensors"
+DESCRIPTION_NAME = "generator.json"
+METADATA_KEY = "animegan"  # key of the description in the safetensors header
+
+# Keys under which checkpoints from various trainers nest the generator's state dict.
+_WRAPPER_KEYS = ("state_dict", "generator", "generator_state_dict", "G", "netG", "g", "gen",
+                 "model", "model_state_dict", "params", "params_ema", "ema")
+_IO_LAYOUT = {"layout": "NCHW", "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"}
+
+
+@dataclass
+class LoadedGenerator:
+    """A generator ready for inference: `model([N, 3, H, W] in [-1, 1]) -> same shape, [-1, 1]`."""
+
+    model: InferenceModel
+    info: dict[str, Any]  # the description (format, architecture, arch_kwargs, meta, ...)
+    source: Path  # the weight file actually read
+
+    @property
+    def arch(self) -> str:
+        return self.info["architecture"]
+
+
+def describe(arch: str, arch_kwargs: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The description stored beside (and inside) exported weights."""
+    a = get_architecture(arch)
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "architecture": arch,
+        "arch_kwargs": {**a.default_kwargs, **arch_kwargs},
+        "input": dict(_IO_LAYOUT),
+        "output": dict(_IO_LAYOUT),
+        "size_multiple": a.size_multiple,
+        "postprocess": a.postprocess_name,
+        "meta": dict(meta or {}),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "animegan_version": __version__,
+    }
+
+
+def _bare(generator: nn.Module) -> nn.Module:
+    return generator.generator if isinstance(generator, InferenceModel) else generator
+
+
+def save_generator(generator: nn.Module, arch: str, arch_kwargs: dict[str, Any], out_dir: Path,
+                   meta: dict[str, Any] | None = None) -> Path:
+    """Write `out_dir/generator.safetensors` and `out_dir/generator.json`; returns the safetensors path.
+
+    `generator` is the bare network (an `InferenceModel` is unwrapped). `meta` is free-form and
+    JSON-serialisable (training steps, style, dataset, ...). Both files are written atomically.
+    """
+    from safetensors.torch import save
+
+    out_dir = Path(out_dir)
+    desc = describe(arch, arch_kwargs, meta)
+    text = json.dumps(desc, indent=1, sort_keys=False, default=str)
+    # clone(): saved tensors must not share storage (safetensors refuses aliased tensors).
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone()
+               for k, v in _bare(generator).state_dict().items()}
+    data = save(tensors, metadata={METADATA_KEY: text})
+    path = out_dir / WEIGHTS_NAME
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(out_dir / DESCRIPTION_NAME, text.encode() + b"\n")
+    return path
+
+
+def resolve_weights_file(path: str | Path) -> Path:
+    """A run or export folder -> its `generator.safetensors`; a file -> itself. `InputError` if absent."""
+    p = Path(path)
+    if p.is_dir():
+        f = p / WEIGHTS_NAME
+        if not f.is_file():
+            raise InputError(p, f"folder has no {WEIGHTS_NAME} (not a finished run or export)")
+        return f
+    if not p.is_file():
+        raise InputError(p, "no such weights file or run folder")
+    return p
+
+
+def weights_fingerprint(path: str | Path) -> float:
+    """Modification time of the weight file behind `path` (run folder or file), for resumability:
+    a stylize run recorded with one fingerprint is stale when the weights change."""
+    return resolve_weights_file(path).stat().st_mtime
+
+
+def find_latest_run(runs_dir: Path = Path("runs")) -> Path | None:
+    """The run folder under `runs_dir` whose `generator.safetensors` is newest, or None."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return None
+    best: tuple[float, Path] | None = None
+    for child in runs_dir.iterdir():
+        f = child / WEIGHTS_NAME
+        if child.is_dir() and f.is_file():
+            t = f.stat().st_mtime
+            if best is None or t > best[0]:
+                best = (t, child)
+    return None if best is None else best[1]
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0][:200] if text else type(exc).__name__)
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise InputError(path, f"not a readable safetensors file ({_first_line(exc)})") from None
+    return tensors, meta
+
+
+def _pickle_culprit(exc: BaseException) -> str:
+    # torch's message leads with advice to retry unsafely; keep only the line naming the object.
+    for line in str(exc).splitlines():
+        if "GLOBAL" in line or "Unsupported" in line:
+            return f" ({line.strip()[:160]})"
+    return ""
+
+
+def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses any object that is not a tensor or plain container: never run it.
+        raise InputError(path, f"refused to load: the file holds Python objects other than tensors, "
+                               f"which could run code{_pickle_culprit(exc)}; only plain state dicts are accepted") from None
+    except Exception as exc:
+        raise InputError(path, f"not a readable PyTorch weights file ({_first_line(exc)})") from None
+    return _unwrap_state_dict(obj, path)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
+        if _is_state_dict(obj):
+            break
+        if isinstance(obj, dict):
+            inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
+            if inner is not None:
+                obj = inner
+                continue
+        break
+    if not isinstance(obj, dict):
+        raise InputError(path, f"expected a state dict of tensors, found {type(obj).__name__}")
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        keys = ", ".join(map(str, list(obj)[:5]))
+        raise InputError(path, f"no tensors found (top-level keys: {keys or 'none'})")
+    return tensors
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # DataParallel / wrapper prefixes: "module.block_a..." or "generator.block_a...".
+    for prefix in ("module.", "generator.", "_orig_mod."):
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def detect_architecture(sd: dict[str, torch.Tensor]) -> str | None:
+    """The registered architecture whose default-built generator has exactly these keys and shapes."""
+    want = _shapes(sd)
+    for name in all_architectures():
+        try:
+            ref = build_generator(name).state_dict()
+        except Exception:
+            continue
+        if _shapes(ref) == want:
+            return name
+    return None
+
+
+def _unknown_layout(path: Path, sd: dict[str, torch.Tensor]) -> InputError:
+    keys = ", ".join(list(sd)[:3])
+    known = ", ".join(sorted(all_architectures()))
+    return InputError(path, f"unrecognised generator layout: {len(sd)} tensors (first: {keys}); "
+                            f"it matches none of the known architectures ({known})")
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
+    """Load generator weights for inference.
+
+    `path`: a run/export folder (its `generator.safetensors`), an exported `.safetensors` file, or
+    a community AnimeGANv2 `.pt`/`.pth` state dict (possibly nested under a key like "state_dict").
+    The model is in eval mode on `device`. Unknown layouts and files holding code -> `InputError`.
+    """
+    source = resolve_weights_file(path)
+    with open(source, "rb") as fh:
+        head = fh.read(9)
+    info: dict[str, Any] | None = None
+    if source.suffix.lower() == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+        sd, meta = _read_safetensors(source)
+        if METADATA_KEY in meta:
+            try:
+                info = json.loads(meta[METADATA_KEY])
+            except json.JSONDecodeError:
+                raise InputError(source, f"the '{METADATA_KEY}' description in its header is not valid JSON") from None
+        else:
+            sidecar = source.with_name(DESCRIPTION_NAME)
+            if source.name == WEIGHTS_NAME and sidecar.is_file():
+                try:
+                    info = json.loads(sidecar.read_text())
+                except (OSError, json.JSONDecodeError) as exc:
+                    raise InputError(sidecar, f"not a readable description ({_first_line(exc)})") from None
+    else:
+        sd = _read_torch(source)
+    sd = _strip_prefixes(sd)
+
+    if info is not None:
+        if info.get("format") != FORMAT_NAME:
+            raise InputError(source, f"description has format {info.get('format')!r}, expected {FORMAT_NAME!r}")
+        if int(info.get("format_version", 0)) > FORMAT_VERSION:
+            raise InputError(source, f"format version {info.get('format_version')} is newer than this animegan "
+                                     f"understands ({FORMAT_VERSION}); upgrade animegan")
+        arch = info.get("architecture")
+        if arch not in all_architectures():
+            raise InputError(source, f"unknown architecture {arch!r} (known: {', '.join(sorted(all_architectures()))})")
+        kwargs = dict(info.get("arch_kwargs") or {})
+    else:
+        arch = detect_architecture(sd)
+        if arch is None:
+            raise _unknown_layout(source, sd)
+        kwargs = {}
+        info = describe(arch, kwargs, {"origin": "community", "file": source.name})
+        info["format"] = "community"
+
+    try:
+        generator = build_generator(arch, **kwargs)
+    except TypeError as exc:
+        raise InputError(source, f"arch_kwargs do not fit {arch} ({_first_line(exc)})") from None
+    ref = _shapes(generator.state_dict())
+    if _shapes(sd) != ref:
+        missing = [k for k in ref if k not in sd]
+        extra = [k for k in sd if k not in ref]
+        wrong = [k for k in ref if k in sd and tuple(sd[k].shape) != ref[k]]
+        detail = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}" if missing else "",
+            f"unexpected {', '.join(extra[:3])}" if extra else "",
+            f"wrong shape {', '.join(wrong[:3])}" if wrong else "",
+        ) if part)
+        raise InputError(source, f"tensors do not match architecture {arch}: {detail}")
+    generator.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    model = InferenceModel.for_architecture(arch, generator).to(device).eval()
+    model.requires_grad_(False)
+    return LoadedGenerator(model=model, info=info, source=source)

@@ -1,0 +1,699 @@
+"""`animegan train`: the configuration, the run folder and ONE training loop shared by every recipe.
+
+Read `train()` top to bottom: setup (distributed, device, precision), data, run folder, networks,
+resume, then the loop (one batch -> the phase's updates -> metrics, checkpoints, samples, export).
+
+Run folder::
+
+    RUN/config.json                  resolved options, versions, manifest sha256
+    RUN/metrics.jsonl                one JSON object every --log-every steps
+    RUN/samples/epoch-XXXX.png       held-out photos (top row) and their stylized versions (bottom)
+    RUN/samples/final.png
+    RUN/checkpoints/step-XXXXXXX.pt  everything needed for an exact resume (last --keep-checkpoints)
+    RUN/generator.safetensors        the exported generator (+ generator.json), each epoch and at the end
+    RUN/tensorboard/                 when the tensorboard package is installed
+
+Exact resume: all randomness of the data comes from (seed, epoch, position) (see train_data), the
+networks and optimizers, GradScalers and RNG states are in the checkpoint, and the DataLoader has
+its own generator so that building one does not move the global RNG. On CPU with one process,
+N straight steps and a resumed run to N give identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from .. import __version__
+from .checkpoints import (
+    capture_rng,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_stale_temporaries,
+    restore_rng,
+    save_checkpoint,
+)
+from ..models.cpu_speed import accelerate, tune_allocator
+from ..errors import InputError, TrainingError, describe_validation_error
+from ..fileio import atomic_write_bytes, write_image
+from ..data.manifest import Dataset
+from ..progress import Reporter
+from .recipes import Phase, Recipe, get_recipe_class, RECIPES
+from .batches import (
+    MAKE_SET_HINT,
+    BatchPlan,
+    CropDataset,
+    load_groups,
+    load_preview,
+    make_loader,
+    steps_per_epoch,
+    to_model_range,
+)
+
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+SAMPLE_PHOTOS = 4  # photos in a sample grid
+CHECKPOINT_FORMAT = 1
+_LAUNCHER_ENV = "ANIMEGAN_TORCHRUN_LAUNCHER"  # set for processes started by `--nproc`
+
+
+# =============================================================================================
+# Configuration
+# =============================================================================================
+
+
+class TrainConfig(BaseModel):
+    """Every option of `animegan train`. Fields left `None` get the recipe's defaults in `resolve_config`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    dataset: str = Field("dataset", description="dataset folder (holds manifest.json)")
+    out: str | None = Field(None, description="run folder; default runs/<timestamp>-<model>-<style>")
+    model: str = Field("animeganv2", description="model family: animegan (v1) or animeganv2")
+    style: Literal["hayao", "shinkai", "paprika"] = Field("hayao", description="AnimeGANv2 loss-weight preset")
+    gan_loss: Literal["lsgan", "hinge"] = "lsgan"
+    epochs: int | None = Field(None, ge=0, le=100_000, description="GAN-phase epochs")
+    init_epochs: int | None = Field(None, ge=0, le=100_000, description="init-phase (reconstruction) epochs")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many generator steps (both phases)")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="images per step per process")
+    image_size: int = Field(256, ge=32, le=4096, multiple_of=4, description="crop side in pixels")
+    lr_init: float | None = Field(None, gt=0, le=1, description="learning rate of the init phase")
+    lr_g: float | None = Field(None, gt=0, le=1, description="generator learning rate, GAN phase")
+    lr_d: float | None = Field(None, gt=0, le=1, description="discriminator learning rate, GAN phase")
+    weights: dict[str, float] = Field(default_factory=dict, description="loss weights by term name")
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (also at each epoch end)")
+    keep_checkpoints: int = Field(3, ge=1, le=1000)
+    workers: int = Field(2, ge=0, le=64, description="data loader worker processes")
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    compile: bool = False
+    cpu_kernels: Literal["fast", "plain"] = Field(
+        "fast", description="CPU fp32 convolutions: fast (NNPACK Winograd, Winograd weight gradients) or plain (PyTorch's)")
+    nproc: int = Field(1, ge=1, le=64, description="processes (GPUs) for DDP")
+    vgg_weights: str = Field("imagenet", description="imagenet, random or a PATH")
+    # White-box Cartoonization only (recipes/whitebox.py):
+    preset: Literal["released", "paper"] = Field("released", description="White-box loss-weight preset")
+    cartoon_set: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
+                                    description="White-box: the set holding cartoon images (default: style)")
+    superpixels: Literal["slic", "felzenszwalb"] = Field("slic", description="White-box structure segmentation")
+    sample_every: int | None = Field(None, ge=1, description="steps between sample grids (also at each epoch end)")
+    log_every: int = Field(10, ge=1, description="steps between metrics rows")
+
+
+# Options that may differ when a run is resumed: they change how long or where it runs, not what
+# it computes. Everything else must match the run's config.json, or the resume would not be exact.
+RESUMABLE_FIELDS = frozenset({
+    "epochs", "max_steps", "device", "checkpoint_every", "keep_checkpoints", "workers", "compile",
+    "nproc", "sample_every", "log_every", "out", "dataset",
+})
+
+
+def _config_error(where: str, exc: ValidationError) -> InputError:
+    return InputError(where, describe_validation_error(exc))
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML (or JSON) file; keys may use '-' or '_'; loss weights in a `[weights]` table."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    try:
+        raw = json.loads(data) if path.suffix.lower() == ".json" else tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} ({exc})") from None
+    if isinstance(raw, dict) and "config" in raw and "versions" in raw:
+        raw = raw["config"]  # a run's config.json
+    if not isinstance(raw, dict):
+        raise InputError(path, "top level must be a table of options")
+    out = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(set(out) - set(TrainConfig.model_fields))
+    if unknown:
+        raise InputError(path, f"unknown option {unknown[0]!r}; known: {', '.join(TrainConfig.model_fields)}")
+    return out
+
+
+def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                   resume: bool = False) -> TrainConfig:
+    """File options, then `overrides` (only what the user gave explicitly), then the recipe's defaults.
+
+    With `resume`, the base is the run's own config.json and only `RESUMABLE_FIELDS` may change.
+    """
+    given: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    for k, v in (overrides or {}).items():
+        if k == "weights":
+            given["weights"] = {**given.get("weights", {}), **v}
+        else:
+            given[k] = v
+    where = str(config_file) if config_file else "options"
+    try:
+        cfg = TrainConfig.model_validate(given)
+    except ValidationError as exc:
+        raise _config_error(where, exc) from None
+
+    if resume:
+        if not given.get("out"):
+            raise TrainingError("--resume needs the run folder: animegan train --out RUN --resume")
+        run_dir = Path(given["out"])
+        saved_path = run_dir / CONFIG_NAME
+        if not saved_path.is_file():
+            raise TrainingError(f"{run_dir}: not a training run (no {CONFIG_NAME}); nothing to resume")
+        saved = TrainConfig.model_validate(load_config_file(saved_path))
+        changes = {}
+        for k, v in given.items():
+            old = getattr(saved, k)
+            new = getattr(cfg, k)
+            if k == "weights":
+                new = {**old, **new}
+            if new != old:
+                if k not in RESUMABLE_FIELDS:
+                    raise TrainingError(
+                        f"{saved_path}: --{k.replace('_', '-')} is {old!r} in this run; a resumed run must keep it "
+                        f"(options that may change: {', '.join(sorted(RESUMABLE_FIELDS))})"
+                    )
+                changes[k] = new
+        return saved.model_copy(update=changes)
+
+    if cfg.model not in RECIPES:
+        raise InputError(where, f"model: unknown model {cfg.model!r}; known: {', '.join(sorted(RECIPES))}")
+    recipe = get_recipe_class(cfg.model)
+    fill = {k: v for k, v in recipe.defaults(cfg.model, cfg.style).items() if getattr(cfg, k) is None}
+    weights = recipe.default_weights(cfg.model, recipe.weight_preset(cfg))
+    for name, value in cfg.weights.items():
+        if name not in weights:
+            raise InputError(where, f"weights: no loss term {name!r} in {cfg.model}; terms: {', '.join(weights)}")
+        if not (value >= 0 and math.isfinite(value)):
+            raise InputError(where, f"weights.{name}: must be a finite number >= 0, not {value}")
+        weights[name] = float(value)
+    fill["weights"] = weights
+    if cfg.out is None:
+        fill["out"] = str(Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{cfg.model}-{cfg.style}")
+    return cfg.model_copy(update=fill)
+
+
+# =============================================================================================
+# Results
+# =============================================================================================
+
+
+@dataclass
+class TrainRequest:
+    """What the CLI asks for: a config file, the options given explicitly, and the mode."""
+
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    run_dir: Path
+    counts: dict[str, int]  # images per set used for training
+    held_out: int
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0  # generator steps done when the call returned
+    dry_run: bool = False
+    stopped: bool = False  # stopped early by the reporter (Ctrl-C handling)
+    announce: bool = True  # False in torchrun's worker processes: the launcher reports the outcome
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "data": {**self.counts, "held_out_photos": self.held_out},
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "run": str(self.run_dir),
+        }
+
+
+# =============================================================================================
+# Entry point: dry run, torchrun re-launch, or train
+# =============================================================================================
+
+
+def run_train(request: TrainRequest, reporter: Reporter) -> TrainResult:
+    """The `train` command: resolve options, then dry-run, re-launch under torchrun, or train here."""
+    config = resolve_config(request.config_file, request.overrides, resume=request.resume)
+    if request.dry_run:
+        recipe = get_recipe_class(config.model)(config)
+        groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe))
+        spe, total = _schedule(config, recipe, [len(g) for g in groups], world=config.nproc)
+        counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
+        return TrainResult(config, Path(config.out), counts, len(held), spe, total, dry_run=True)
+    if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(config, request, reporter)
+    return train(config, reporter, resume=request.resume)
+
+
+def _launch_torchrun(config: TrainConfig, request: TrainRequest, reporter: Reporter) -> TrainResult:
+    """Re-run this command under `torch.distributed.run` with `--nproc` processes on this machine.
+
+    The resolved config travels as a JSON file, so every process trains exactly what was resolved
+    here (including the default run folder's timestamp). A user's own torchrun works too: the
+    processes see WORLD_SIZE and do not re-launch.
+    """
+    with tempfile.TemporaryDirectory(prefix="animegan-launch-") as tmp:
+        cfg_path = Path(tmp) / "config.json"
+        cfg_path.write_text(json.dumps(config.model_dump(mode="json")))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={config.nproc}",
+               "-m", "animegan_cli", "train", "--config", str(cfg_path), "--out", str(config.out)]
+        if request.resume:
+            cmd.append("--resume")
+        reporter.info(f"launching {config.nproc} training processes (torch.distributed.run)")
+        code = subprocess.call(cmd, env={**os.environ, _LAUNCHER_ENV: "1"})
+    if code != 0:
+        raise TrainingError(f"{config.out}: distributed training failed (exit code {code}); see the messages above")
+    recipe = get_recipe_class(config.model)(config)
+    groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe))
+    spe, total = _schedule(config, recipe, [len(g) for g in groups], world=config.nproc)
+    ckpt = latest_checkpoint(Path(config.out))
+    step = int(ckpt.stem.split("-")[1]) if ckpt else 0
+    counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
+    return TrainResult(config, Path(config.out), counts, len(held), spe, total, step=step)
+
+
+def holdout_count(config: TrainConfig, recipe: Recipe) -> int:
+    """Photos kept out of training for the sample grids: only when photos are plentiful (>= 10 per held-out one)."""
+    photos = len(Dataset.open(config.dataset).manifest.records("photo"))
+    return SAMPLE_PHOTOS if photos >= 10 * SAMPLE_PHOTOS else 0
+
+
+def _schedule(config: TrainConfig, recipe: Recipe, sizes: list[int], world: int) -> tuple[int, int]:
+    spe = steps_per_epoch(sizes, config.batch_size * world)
+    total = sum(p.epochs for p in recipe.phases()) * spe
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    return spe, total
+
+
+# =============================================================================================
+# The training loop
+# =============================================================================================
+
+
+def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> TrainResult:
+    """Train `config` (already resolved) and return where it stopped. Raises `TrainingError` / `DatasetError`."""
+    # ---------------------------------------------------------------- distributed, device, precision
+    rank, world, local_rank = _distributed_env()
+    is_main = rank == 0
+    if not is_main:
+        reporter = Reporter()  # only rank 0 talks and writes files
+    device = _pick_device(config.device, local_rank)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    amp_dtype = _amp_dtype(config.amp, device)
+    # cuDNN's fastest convolutions are NHWC; on CPU the generator's GroupNorm/depthwise backward
+    # measured no faster in NHWC here, so CPU stays NCHW.
+    channels_last = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    # ---------------------------------------------------------------- recipe and data
+    recipe = get_recipe_class(config.model)(config)
+    phases = [p for p in recipe.phases() if p.epochs > 0]
+    if not phases:
+        raise TrainingError(f"{config.out}: nothing to train: --epochs and --init-epochs are both 0")
+    groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe))
+    spe, total_steps = _schedule(config, recipe, [len(g) for g in groups], world)
+    total_epochs = sum(p.epochs for p in phases)
+    counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
+    for g in groups:
+        for twin, n in g.missing_twins.items():
+            reporter.warn(f"{config.dataset}: {n} '{g.group.main}' images have no '{twin}' twin and are left out; "
+                          f"run `{MAKE_SET_HINT.get(twin, 'animegan make-smooth')}` to include them")
+    photo_group = next((g for g in groups if g.group.main == "photo"), groups[0])
+    preview_paths = held or photo_group.files[photo_group.group.main][:SAMPLE_PHOTOS]
+    manifest_sha = Dataset.open(config.dataset).manifest_sha256()
+    result = TrainResult(config, Path(config.out), counts, len(held), spe, total_steps,
+                         announce=is_main and not os.environ.get(_LAUNCHER_ENV))
+
+    # ---------------------------------------------------------------- run folder
+    run_dir = Path(config.out)
+    checkpoint = None
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise TrainingError(f"{run_dir}: no checkpoint to resume from (the run stopped before its first one); "
+                                f"delete the folder or choose another --out")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        what = "already holds a training run" if (run_dir / CONFIG_NAME).exists() else "exists and is not empty"
+        raise TrainingError(f"{run_dir}: {what}; continue it with `animegan train --out {run_dir} --resume` "
+                            f"or choose another --out")
+    _barrier(world)  # every rank has checked the folder before rank 0 writes into it
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run_dir)
+        _write_config(run_dir, config, manifest_sha, world)
+    _barrier(world)
+
+    # ---------------------------------------------------------------- networks and optimizers
+    # Seeding before building makes the initial weights, and a random VGG, the same on every run
+    # and every rank (DDP requires identical replicas).
+    _seed_everything(config.seed)
+    raw: dict[str, nn.Module] = recipe.build_networks()
+    for net in raw.values():
+        net.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
+    frozen = recipe.build_frozen(device, reporter.info)
+    for net in frozen.values():
+        net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # CPU fp32 without compile: the dense convolutions go through NNPACK and a Winograd weight
+    # gradient, and large blocks stay mapped (pipelines.models.cpu_speed; about 2x per step measured).
+    fast_cpu = device.type == "cpu" and amp_dtype is None and not config.compile and config.cpu_kernels == "fast"
+    if fast_cpu:
+        tune_allocator()
+        for net in (*raw.values(), *frozen.values()):
+            accelerate(net)
+    optimizers = recipe.build_optimizers(raw)
+    # One GradScaler per optimizer: a shared scaler would unscale one optimizer's gradients with
+    # another's inf checks (FACTS 8.10). Only fp16 needs scaling; bf16 has fp32's exponent range.
+    scalers = {name: torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16) for name in optimizers}
+
+    # ---------------------------------------------------------------- resume
+    step, epoch, epoch_step = 0, 0, 0
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        try:
+            for name, net in raw.items():
+                net.load_state_dict(state["networks"][name])
+            for name, opt in optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            for name, scaler in scalers.items():
+                if state["scalers"].get(name):
+                    scaler.load_state_dict(state["scalers"][name])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise TrainingError(f"{checkpoint}: does not match this model ({str(exc).splitlines()[0][:200]})") from None
+        restore_rng(state["rng"])
+        step, epoch, epoch_step = int(state["step"]), int(state["epoch"]), int(state["epoch_step"])
+        if state.get("manifest_sha256") != manifest_sha:
+            reporter.warn(f"{config.dataset}: the dataset changed since {checkpoint.name}; the resumed run sees different data")
+        if epoch_step >= spe:  # the dataset shrank: go on at the next epoch
+            epoch, epoch_step = epoch + 1, 0
+        reporter.info(f"resuming {run_dir} from {checkpoint.name} (step {step}, epoch {epoch + 1})")
+        if is_main:
+            _truncate_metrics(run_dir / METRICS_NAME, step)
+
+    # ---------------------------------------------------------------- wrappers: DDP, compile
+    wrapped: dict[str, nn.Module] = {}
+    for name, net in raw.items():
+        m = net
+        if world > 1:
+            m = torch.nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None)
+        wrapped[name] = torch.compile(m) if config.compile else m
+    if config.compile:
+        frozen = {k: torch.compile(v) for k, v in frozen.items()}
+
+    # ---------------------------------------------------------------- data loader from the saved position
+    plan = BatchPlan(epochs=total_epochs, steps_per_epoch=spe, batch=config.batch_size,
+                     start_epoch=epoch, start_step=epoch_step, rank=rank, world=world)
+    loader = make_loader(CropDataset(groups, config.seed, config.image_size, spe * config.batch_size * world),
+                         plan, config.workers, pin_memory=device.type == "cuda",
+                         generator=torch.Generator().manual_seed(config.seed))
+    preview = to_model_range(torch.from_numpy(load_preview(preview_paths, config.image_size)).permute(0, 3, 1, 2),
+                             device, channels_last)
+
+    # ---------------------------------------------------------------- logging
+    tb = _tensorboard(run_dir, step) if is_main else None
+    metrics_sums: dict[str, float] = {}
+    metrics_n: dict[str, int] = {}  # per term: the phases log different terms
+    interval_start, interval_steps = time.perf_counter(), 0
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
+
+    def save(at_step: int) -> None:
+        if is_main:
+            save_checkpoint(run_dir, at_step, {
+                "format": CHECKPOINT_FORMAT,
+                "step": at_step, "epoch": epoch, "epoch_step": epoch_step,
+                "networks": {k: v.state_dict() for k, v in raw.items()},
+                "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
+                "scalers": {k: v.state_dict() for k, v in scalers.items()},
+                "rng": capture_rng(),
+                "config": config.model_dump(mode="json"),
+                "manifest_sha256": manifest_sha,
+            }, keep=config.keep_checkpoints)
+
+    def export(tag: str, epochs_done: float) -> None:
+        if is_main:
+            _write_samples(run_dir / "samples" / f"{tag}.png", recipe, raw[recipe.generator_key], preview)
+            arch, arch_kwargs = recipe.export_arch()
+            from ..models.weights import save_generator
+
+            save_generator(raw[recipe.generator_key], arch, arch_kwargs, run_dir, meta={
+                "model": config.model, "style": config.style, "step": step, "epochs": round(epochs_done, 3),
+                "image_size": config.image_size, "run": str(run_dir), "dataset_manifest_sha256": manifest_sha,
+            })
+
+    if checkpoint is None:
+        save(0)  # a run killed at any moment after this point can be resumed
+    elif step >= total_steps:
+        reporter.info(f"{run_dir} is already at step {step} of {total_steps}; raise --max-steps or --epochs to go on")
+        result.step = step
+        return result
+    reporter.info(f"training {config.model} on {', '.join(f'{v} {k}' for k, v in counts.items())} images: "
+                  f"{spe} steps per epoch, {total_steps} steps, device {device}"
+                  f"{', AMP ' + str(amp_dtype).removeprefix('torch.') if amp_dtype else ''}"
+                  f"{f', {world} processes' if world > 1 else ''}; run folder {run_dir}")
+    reporter.start("train", f"train {run_dir.name}", total=max(0, total_steps - step))
+
+    # ---------------------------------------------------------------- the loop
+    stopped = False
+    for batch_u8 in loader:
+        if step >= total_steps:
+            break
+        phase = _phase_of(phases, epoch)
+        batch = {k: to_model_range(v, device, channels_last) for k, v in batch_u8.items()}  # [N, 3, S, S] in [-1, 1]
+        ctx: dict[str, Any] = {}
+        step_terms: dict[str, torch.Tensor] = {}
+        for update in phase.updates:
+            for name, net in raw.items():
+                net.requires_grad_(name not in update.frozen)
+            nets = {**frozen, **{k: (raw[k] if k in update.frozen else wrapped[k]) for k in raw}}
+            with autocast:
+                terms = recipe.losses(phase.name, update, nets, batch, ctx)
+            # One sync per update: the term values, averaged over ranks, checked for NaN/Inf on every rank
+            # (so that all ranks stop together) before any gradient is applied.
+            values = torch.stack([t.detach().float() for t in terms.values()])
+            if world > 1:
+                torch.distributed.all_reduce(values)
+                values /= world
+            values = values.cpu()
+            bad = [k for k, v in zip(terms, values.tolist()) if not math.isfinite(v)]
+            if bad:
+                raise TrainingError(
+                    f"{run_dir}: loss term '{bad[0]}' is {values[list(terms).index(bad[0])].item()} at step {step + 1} "
+                    f"({phase.name} phase, epoch {epoch + 1}); the last good checkpoint is kept. Try a lower learning "
+                    f"rate, --amp off, or check the data"
+                )
+            opt, scaler = optimizers[update.optimizer], scalers[update.optimizer]
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(sum(terms.values())).backward()
+            scaler.step(opt)
+            scaler.update()
+            step_terms.update(zip(terms, values.tolist()))
+            step_terms[f"total_{update.optimizer}"] = float(values.sum())
+        step += 1
+        epoch_step += 1
+        interval_steps += 1
+        for k, v in step_terms.items():
+            metrics_sums[k] = metrics_sums.get(k, 0.0) + v
+            metrics_n[k] = metrics_n.get(k, 0) + 1
+
+        # -------------------------------------------------------- metrics and progress
+        reporter.advance("train", 1, phase=phase.name, epoch=f"{epoch + 1}/{total_epochs}",
+                         **{k: v for k, v in step_terms.items() if not k.startswith("total_")})
+        if step % config.log_every == 0 or step == total_steps:
+            elapsed = time.perf_counter() - interval_start
+            row = {
+                "step": step, "epoch": epoch + 1, "phase": phase.name, "time": time.time(),
+                "step_time_s": elapsed / interval_steps,
+                "images_per_s": interval_steps * config.batch_size * world / max(elapsed, 1e-9),
+                **{f"loss/{k}": v / metrics_n[k] for k, v in metrics_sums.items()},
+                **{f"lr/{k}": o.param_groups[0]["lr"] for k, o in optimizers.items()},
+                **recipe.metrics(),
+            }
+            if is_main:
+                with open(run_dir / METRICS_NAME, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                if tb is not None:
+                    for k, v in row.items():
+                        if isinstance(v, float) and k != "time":
+                            tb.add_scalar(k, v, step)
+            metrics_sums, metrics_n = {}, {}
+            interval_start, interval_steps = time.perf_counter(), 0
+
+        # -------------------------------------------------------- epoch end, checkpoints, samples
+        epoch_done = epoch_step == spe
+        finished = step >= total_steps
+        if epoch_done:
+            export(f"epoch-{epoch + 1:04d}", epoch + 1)
+            epoch, epoch_step = epoch + 1, 0
+        elif config.sample_every and step % config.sample_every == 0 and is_main:
+            _write_samples(run_dir / "samples" / f"step-{step:07d}.png", recipe, raw[recipe.generator_key], preview)
+        abort = reporter.should_abort()
+        if epoch_done or finished or abort or step % config.checkpoint_every == 0:
+            save(step)
+        if abort and not finished:
+            stopped = True
+            reporter.info(f"stopped at step {step}; continue with `animegan train --out {run_dir} --resume`")
+            break
+
+    # ---------------------------------------------------------------- final export
+    reporter.finish("train")
+    if not stopped:
+        export("final", epoch + epoch_step / spe)
+    if tb is not None:
+        tb.close()
+    _barrier(world)
+    result.step, result.stopped = step, stopped
+    return result
+
+
+# =============================================================================================
+# Helpers of the loop
+# =============================================================================================
+
+
+def _phase_of(phases: list[Phase], epoch: int) -> Phase:
+    end = 0
+    for p in phases:
+        end += p.epochs
+        if epoch < end:
+            return p
+    return phases[-1]
+
+
+def _distributed_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when not launched by it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _barrier(world: int) -> None:
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _pick_device(choice: str, local_rank: int) -> torch.device:
+    if choice == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    if choice == "cuda":
+        raise TrainingError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu or auto")
+    return torch.device("cpu")
+
+
+def _amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+    """auto: bf16 where the GPU supports it, else fp16; off on CPU (CPU autocast rarely pays off)."""
+    if choice == "off" or (choice == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if choice == "bf16" and not bf16_ok:
+            raise TrainingError("--amp bf16: this GPU does not support bfloat16; use --amp fp16 or auto")
+        return torch.bfloat16 if choice == "bf16" or (choice == "auto" and bf16_ok) else torch.float16
+    if choice == "fp16":
+        raise TrainingError("--amp fp16 needs a CUDA GPU; on CPU use --amp bf16 or off")
+    return torch.bfloat16
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _versions() -> dict[str, Any]:
+    return {
+        "animegan": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cuda": torch.version.cuda,
+        "platform": platform.platform(),
+    }
+
+
+def _write_config(run_dir: Path, config: TrainConfig, manifest_sha: str, world: int) -> None:
+    path = run_dir / CONFIG_NAME
+    doc = {
+        "config": config.model_dump(mode="json"),
+        "versions": _versions(),
+        "dataset_manifest_sha256": manifest_sha,
+        "world_size": world,
+        "written": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    if path.exists():  # a resume: keep the history of when and with what it was continued
+        try:
+            old = json.loads(path.read_text())
+            doc["created"] = old.get("created", old.get("written"))
+            doc["resumed"] = [*old.get("resumed", []), doc["written"]]
+        except (OSError, json.JSONDecodeError):
+            pass
+    else:
+        doc["created"] = doc["written"]
+    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows a killed run logged after the checkpoint we resume from (and a torn last line)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+
+def _tensorboard(run_dir: Path, step: int):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional (pip install animegan[tensorboard])
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=step or None)
+
+
+@torch.no_grad()
+def _write_samples(path: Path, recipe: Recipe, generator: nn.Module, photos: torch.Tensor) -> None:
+    """Top row the photos, bottom row the generator's versions; `photos` [N, 3, S, S] in [-1, 1]."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        out = recipe.generate(generator, photos).float().clamp(-1, 1)
+    finally:
+        generator.train(was_training)
+    grid = torch.cat([torch.cat(list(photos.float()), dim=2), torch.cat(list(out), dim=2)], dim=1)  # [3, 2S, N*S]
+    rgb = ((grid + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    write_image(path, rgb)

@@ -1,0 +1,204 @@
+"""White-box Cartoonization (FACTS 6): a pretrain phase (L1 reconstruction), then the GAN phase on the
+surface, structure and texture representations.
+
+One GAN step, in this order:
+
+1. discriminator update: G(photo) without gradients, guided-filtered with the photo as guide
+   (r 1, eps 1e-2). Its superpixel structure is submitted to a CPU thread pool right away; the two
+   discriminators then learn on surface (guided filter r 5, eps 0.2) and texture (random-weight
+   grayscale, one weight draw shared by cartoons and fakes) of cartoon vs fake.
+2. generator update: G(photo) again with gradients (same weights as in 1, D stepped but not G), so
+   the structure target is exactly the superpixels of this output, as in the released code. The
+   VGG passes and the adversarial terms are queued first; only then does the update wait for the
+   superpixels, so the CPU segmentation overlaps D's step and G's forward on the accelerator.
+
+Loss scales follow the released code, so its weights (and the paper's) apply unchanged:
+- the feature L1 (content, structure) is divided by the conv4_4 size of a 256x256 crop
+  (32*32*512) and multiplied by `VGG_UNIT`, the ratio of the reference's caffe VGG inputs
+  (0..255 minus the mean) to torchvision's (0..1 minus mean, over std): about 57.6;
+- TV is (mean dh^2 + mean dw^2) / (3*256*256);
+- each discriminator loss is 0.5 * (E(D(real)-1)^2 + E D(fake)^2).
+The normalizers are fixed at the reference's 256 crop (the released code divides by the current
+size) so that the balance between the terms does not move with `--crop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import losses as L
+from ...models.guided_filter import guided_filter
+from ...models.registry import build_generator
+from ...models.whitebox import TRAIN_FILTER, inference_postprocess, surface_discriminator, texture_discriminator
+from ..representations import StructureOptions, StructurePool, random_gray_weights, surface, texture
+from ..batches import SetGroup
+from .base import Phase, Recipe, Update
+
+# Weight names: users may override entries (`--weight NAME=VALUE`), never add names.
+RELEASED_WEIGHTS = {"surface": 0.1, "texture": 1.0, "structure": 200.0, "content": 200.0, "tv": 1e4, "recon": 1.0}
+PAPER_WEIGHTS = {"surface": 1.0, "texture": 10.0, "structure": 2000.0, "content": 2000.0, "tv": 1e4, "recon": 1.0}
+PRESETS = {"released": RELEASED_WEIGHTS, "paper": PAPER_WEIGHTS}
+
+_REF_FEATURES = 32 * 32 * 512  # conv4_4 of a 256x256 crop
+_REF_PIXELS = 3 * 256 * 256
+VGG_UNIT = 255.0 * (0.229 + 0.224 + 0.225) / 3.0
+
+
+def feature_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Released-code scale of the L1 between conv4_4 features `[N, 512, h, w]` (see the module doc)."""
+    return F.l1_loss(a, b) * (VGG_UNIT / _REF_FEATURES)
+
+
+def whitebox_tv(x: torch.Tensor) -> torch.Tensor:
+    """`[N, C, H, W]` -> scalar: (mean dh^2 + mean dw^2) / (3 * 256 * 256), the released code's TV."""
+    dh = x[:, :, 1:, :] - x[:, :, :-1, :]
+    dw = x[:, :, :, 1:] - x[:, :, :, :-1]
+    return (dh.pow(2).mean() + dw.pow(2).mean()) / _REF_PIXELS
+
+
+class WhiteboxRecipe(Recipe):
+    """`animegan train --model whitebox`."""
+
+    # The cartoon images default to the style set; `cartoon_set` in the config picks another.
+    data_groups = (SetGroup("photo"), SetGroup("style"))
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self.cartoon_set = getattr(config, "cartoon_set", None) or "style"
+        self.data_groups = (SetGroup("photo"), SetGroup(self.cartoon_set))
+        self.structure_options = StructureOptions(
+            method=getattr(config, "superpixels", None) or "slic",
+            segments=int(getattr(config, "superpixel_segments", None) or 200),
+        )
+        self._pool: StructurePool | None = None
+        self._steps = 0  # GAN steps since the last metrics row
+
+    # -- declarations -----------------------------------------------------------------------------
+    @classmethod
+    def defaults(cls, model: str, style: str) -> dict[str, Any]:
+        # Released code: batch 16, Adam(2e-4, 0.5, 0.99) in both phases; 50k pretrain and 100k GAN
+        # iterations, which on a few thousand images is tens of epochs (docs/whitebox.md).
+        return {"epochs": 50, "init_epochs": 10, "batch_size": 16, "lr_init": 2e-4, "lr_g": 2e-4, "lr_d": 2e-4}
+
+    @classmethod
+    def weight_preset(cls, config: Any) -> str:
+        return getattr(config, "preset", None) or "released"
+
+    @classmethod
+    def default_weights(cls, model: str, style: str) -> dict[str, float]:
+        # `style` is the preset name here (weight_preset): "released" or "paper"
+        if style not in PRESETS:
+            raise ValueError(f"unknown White-box preset {style!r}; use {' or '.join(PRESETS)}")
+        return dict(PRESETS[style])
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        arch, kwargs = self.export_arch()
+        return {"generator": build_generator(arch, **kwargs),
+                "d_surface": surface_discriminator(), "d_texture": texture_discriminator()}
+
+    def build_optimizers(self, networks: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        d_params = [*networks["d_surface"].parameters(), *networks["d_texture"].parameters()]
+        return {
+            "g_init": torch.optim.Adam(networks["generator"].parameters(), lr=c.lr_init, betas=(0.5, 0.99)),
+            "d": torch.optim.Adam(d_params, lr=c.lr_d, betas=(0.5, 0.99)),
+            "g": torch.optim.Adam(networks["generator"].parameters(), lr=c.lr_g, betas=(0.5, 0.99)),
+        }
+
+    def phases(self) -> list[Phase]:
+        ds = ("d_surface", "d_texture")
+        return [
+            Phase("init", self.config.init_epochs, (Update("g_init", frozen=ds),)),
+            Phase("gan", self.config.epochs, (Update("d", frozen=("generator",)), Update("g", frozen=ds))),
+        ]
+
+    def export_arch(self) -> tuple[str, dict[str, Any]]:
+        return "whitebox", {}
+
+    def generate(self, generator: nn.Module, photos: torch.Tensor) -> torch.Tensor:
+        # Samples show what the exported model will give: inference guided filter included.
+        with torch.no_grad():
+            return inference_postprocess(photos, generator(photos)).clamp(-1, 1)
+
+    # -- structure pool ---------------------------------------------------------------------------
+    def _get_pool(self, device: torch.device) -> StructurePool:
+        # Beside a GPU, processes: segmentation then never competes with the training thread for
+        # the GIL. On CPU, threads: no start-up cost, and the cores are busy with the step anyway.
+        if self._pool is None:
+            self._pool = StructurePool(self.structure_options, kind="process" if device.type == "cuda" else "thread")
+        return self._pool
+
+    def metrics(self) -> dict[str, float]:
+        """Since the last row: CPU seconds of segmentation per image, and per step the seconds the
+        generator update blocked waiting for it (near 0 when the overlap hides the CPU work)."""
+        p = self._pool
+        if p is None or p.images == 0 or self._steps == 0:
+            return {}
+        row = {"structure/cpu_s_per_image": p.seconds / p.images, "structure/wait_s_per_step": p.wait_seconds / self._steps}
+        p.seconds = p.wait_seconds = 0.0
+        p.images = 0
+        self._steps = 0
+        return row
+
+    # -- losses -----------------------------------------------------------------------------------
+    def _fake(self, generator: nn.Module, photo: torch.Tensor) -> torch.Tensor:
+        # [N, 3, S, S] in [-1, 1]: the raw output filtered with the photo as guide (training setting)
+        r, eps = TRAIN_FILTER
+        return guided_filter(generator(photo), photo, r, eps)
+
+    def losses(self, phase: str, update: Update, nets: Mapping[str, nn.Module],
+               batch: Mapping[str, torch.Tensor], ctx: dict[str, Any]) -> dict[str, torch.Tensor]:
+        w = self.config.weights
+        kind = getattr(self.config, "gan_loss", "lsgan")  # released code: lsgan
+        photo = batch["photo"]  # [N, 3, S, S] in [-1, 1]
+        g = nets["generator"]
+
+        if phase == "init":
+            # Reconstruction pretraining on the raw output, as in the released code.
+            return {"recon": w["recon"] * F.l1_loss(g(photo).float(), photo.float())}
+
+        cartoon = batch[self.cartoon_set]
+        if update.optimizer == "d":
+            with torch.no_grad():
+                fake = self._fake(g, photo).float()
+            ctx["structure"] = self._get_pool(photo.device).submit(fake)  # CPU superpixels, overlapping what follows
+            # One weight draw per step, shared by cartoons and fakes (global torch RNG: checkpointed).
+            ctx["gray_weights"] = random_gray_weights(1)
+            both = torch.cat([cartoon.float(), fake])
+            n = cartoon.shape[0]
+            s_real, s_fake = nets["d_surface"](surface(both)).float().split(n)
+            t_real, t_fake = nets["d_texture"](texture(both, ctx["gray_weights"])).float().split(n)
+            return {
+                "d_surface": 0.5 * (L.d_real_loss(s_real, kind) + L.d_fake_loss(s_fake, kind)),
+                "d_texture": 0.5 * (L.d_real_loss(t_real, kind) + L.d_fake_loss(t_fake, kind)),
+            }
+
+        # Generator update of the GAN phase.
+        fake = self._fake(g, photo)
+        vgg = nets["vgg"]
+        terms = {
+            "g_surface": w["surface"] * L.generator_adv_loss(nets["d_surface"](surface(fake.float())).float(), kind),
+            "g_texture": w["texture"] * L.generator_adv_loss(
+                nets["d_texture"](texture(fake.float(), ctx["gray_weights"])).float(), kind),
+            "tv": w["tv"] * whitebox_tv(fake.float()),
+        }
+        feat_fake = vgg(fake).float()
+        with torch.no_grad():
+            feat_photo = vgg(photo).float()
+        terms["content"] = w["content"] * feature_l1(feat_photo, feat_fake)
+        superpixels = ctx.pop("structure").result().to(photo.device, non_blocking=True)  # [N, 3, S, S] in [-1, 1]
+        self._steps += 1
+        with torch.no_grad():
+            feat_sp = vgg(superpixels).float()
+        terms["structure"] = w["structure"] * feature_l1(feat_sp, feat_fake)
+        return terms
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None

@@ -1,0 +1,128 @@
+"""add-images: formats, byte-for-byte copies, conversions, name collisions, duplicates, bad files, CLI."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from animegan_cli.app import app
+from conftest import skimage_photo
+from pipelines.errors import InputError, PartialFailure
+from pipelines.fileio import encode_image, read_image
+from pipelines.data.importing import add_images
+from pipelines.data.manifest import Dataset
+from pipelines.progress import RecordingReporter
+
+
+def save(path: Path, im: Image.Image, fmt: str, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    src = tmp_path / "in"
+    rgb = Image.fromarray(skimage_photo("astronaut", 32))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:8, :, 3] = 255
+    return {
+        "jpg": save(src / "plain.jpg", rgb, "JPEG", quality=90),
+        "png": save(src / "plain.png", Image.fromarray(skimage_photo("coffee", 32)), "PNG"),
+        "rotated": save(src / "rotated.jpg", Image.fromarray(skimage_photo("rocket", 32)), "JPEG", exif=exif.tobytes()),
+        "gray": save(src / "gray.jpg", rgb.convert("L"), "JPEG"),
+        "rgba": save(src / "alpha.png", Image.fromarray(rgba, "RGBA"), "PNG"),
+        "webp": save(src / "sub" / "pic.webp", Image.fromarray(skimage_photo("chelsea", 32)), "WEBP"),
+        "bmp": save(src / "sub" / "pic.bmp", Image.fromarray(skimage_photo("hubble_deep_field", 32)), "BMP"),
+        "tiff": save(src / "sub" / "deep.tiff", Image.fromarray((np.arange(256, dtype=np.uint16) * 257).reshape(16, 16)), "TIFF"),
+    }
+
+
+def test_formats_are_imported_copied_or_converted(inputs: dict[str, Path], tmp_path: Path):
+    ds_root = tmp_path / "ds"
+    summary = add_images([tmp_path / "in"], "photo", ds_root, RecordingReporter())
+    assert summary.imported == 8 and summary.copied == 2 and summary.converted == 6
+    photo_dir = ds_root / "photo"
+    # Plain 8-bit RGB JPEG/PNG: the very same bytes.
+    assert (photo_dir / "plain.jpg").read_bytes() == inputs["jpg"].read_bytes()
+    assert (photo_dir / "plain.png").read_bytes() == inputs["png"].read_bytes()
+    names = sorted(p.name for p in photo_dir.iterdir())
+    # Name collision (pic.webp and pic.bmp both become pic.png): the second gets a suffix.
+    assert names == ["alpha.png", "deep.png", "gray.jpg", "pic-1.png", "pic.png", "plain.jpg", "plain.png", "rotated.jpg"]
+    # EXIF rotation baked in; grayscale / alpha / 16-bit stored as 8-bit RGB.
+    rocket = skimage_photo("rocket", 32)
+    assert read_image(photo_dir / "rotated.jpg").shape == (rocket.shape[1], rocket.shape[0], 3)
+    with Image.open(photo_dir / "rotated.jpg") as im:
+        assert im.getexif().get(0x0112, 1) == 1
+    for name in ("alpha.png", "deep.png", "gray.jpg"):
+        with Image.open(photo_dir / name) as im:
+            assert im.mode == "RGB", name
+    assert (read_image(photo_dir / "alpha.png")[8:] == 255).all()  # transparent half over white
+    records = Dataset(ds_root).manifest.records("photo")
+    assert len(records) == 8
+    rec = next(r for r in records if r.path == "photo/plain.png")
+    coffee = skimage_photo("coffee", 32)
+    assert rec.source.original == str(inputs["png"].resolve())
+    assert (rec.height, rec.width) == coffee.shape[:2] and rec.bytes == inputs["png"].stat().st_size
+
+
+def test_duplicates_are_skipped_and_nothing_is_overwritten(inputs: dict[str, Path], tmp_path: Path):
+    ds_root = tmp_path / "ds"
+    add_images([inputs["jpg"], inputs["png"]], "style", ds_root)
+    before = {p.name: p.read_bytes() for p in (ds_root / "style").iterdir()}
+    # Same content again (also under another name), plus a different picture with a taken name.
+    copy = tmp_path / "other" / "renamed.png"
+    copy.parent.mkdir()
+    copy.write_bytes(inputs["png"].read_bytes())
+    other = tmp_path / "other" / "plain.png"
+    other.write_bytes(encode_image(skimage_photo("chelsea", 16), ".png"))
+    summary = add_images([inputs["jpg"], copy, other], "style", ds_root)
+    assert (summary.imported, summary.duplicates) == (1, 2)
+    after = {p.name: p.read_bytes() for p in (ds_root / "style").iterdir()}
+    assert {k: after[k] for k in before} == before
+    assert set(after) - set(before) == {"plain-1.png"}
+    assert len(Dataset(ds_root).manifest.records("style")) == 3
+
+
+def test_unreadable_files_are_reported_and_the_rest_imported(inputs: dict[str, Path], tmp_path: Path):
+    bad = tmp_path / "in" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    rep = RecordingReporter()
+    with pytest.raises(PartialFailure, match="2 of 10"):
+        add_images([tmp_path / "in", tmp_path / "missing"], "photo", tmp_path / "ds", rep)
+    assert len(rep.warnings) == 2
+    assert any("broken.png" in w for w in rep.warnings) and any("missing" in w for w in rep.warnings)
+    assert len(Dataset(tmp_path / "ds").manifest.records("photo")) == 8
+    assert not (tmp_path / "ds" / "photo" / "broken.png").exists()
+
+
+def test_set_names_are_checked(inputs: dict[str, Path], tmp_path: Path):
+    for bad in ("Style", "smooth", "a b"):
+        with pytest.raises(InputError):
+            add_images([inputs["jpg"]], bad, tmp_path / "ds")
+    add_images([inputs["jpg"]], "cartoon", tmp_path / "ds")
+    assert [r.path for r in Dataset(tmp_path / "ds").manifest.records("cartoon")] == ["cartoon/plain.jpg"]
+
+
+def test_cli_add_images(inputs: dict[str, Path], tmp_path: Path):
+    runner = CliRunner()
+    ds = tmp_path / "ds"
+    res = runner.invoke(app, ["add-images", str(inputs["jpg"]), str(inputs["webp"]), "--set", "photo", "--dataset", str(ds)])
+    assert res.exit_code == 0, res.output
+    assert "2 imported" in res.output
+    (tmp_path / "junk.jpg").write_text("hello")
+    res = runner.invoke(app, ["add-images", str(tmp_path / "junk.jpg"), str(inputs["png"]), "--set", "photo", "--dataset", str(ds), "-q"])
+    assert res.exit_code == 1 and "junk.jpg" in res.output
+    assert len(Dataset(ds).manifest.records("photo")) == 3
+    res = runner.invoke(app, ["add-images", str(inputs["png"]), "--set", "Bad!", "--dataset", str(ds)])
+    assert res.exit_code == 2

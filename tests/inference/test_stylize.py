@@ -1,0 +1,129 @@
+"""`animegan stylize` on images: community weights, odd sizes, bad inputs, resumability, input safety."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from animegan_cli.app import app
+from conftest import skimage_photo
+from pipelines.errors import InputError, PartialFailure
+from pipelines.fileio import encode_image, read_image
+from pipelines.models.animegan import GeneratorV2
+from pipelines.progress import RecordingReporter
+from pipelines.inference.stylize import StylizeOptions, stylize
+
+runner = CliRunner()
+
+
+def community_weights(path: Path, seed: int = 0) -> Path:
+    """A state dict in the community port's key layout (ours follows it), saved as the port does."""
+    torch.manual_seed(seed)
+    sd = GeneratorV2().state_dict()
+    assert "block_a.0.1.weight" in sd and "out_layer.0.weight" in sd  # the port's names
+    torch.save(sd, path)
+    return path
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    return community_weights(tmp_path / "paprika.pt")
+
+
+def photo(name: str, w: int, h: int) -> np.ndarray:
+    return cv2.resize(skimage_photo(name), (w, h), interpolation=cv2.INTER_AREA)
+
+
+def write(path: Path, rgb: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_image(rgb, path.suffix))
+    return path
+
+
+def test_community_weights_through_cli_odd_sizes_and_structure(tmp_path: Path, weights: Path):
+    src = tmp_path / "in"
+    a = write(src / "a.png", photo("astronaut", 53, 37))
+    b = write(src / "sub" / "b.jpg", photo("coffee", 41, 30))
+    res = runner.invoke(app, ["stylize", str(src), "--weights", str(weights), "--out", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 0, res.output
+    oa, ob = tmp_path / "out" / "a.png", tmp_path / "out" / "sub" / "b.jpg"
+    assert read_image(oa).shape == read_image(a).shape == (37, 53, 3)
+    assert read_image(ob).shape == read_image(b).shape == (30, 41, 3)
+    # The output is the network's, not a copy of the input.
+    assert np.abs(read_image(oa).astype(int) - read_image(a)).mean() > 5
+
+
+def test_same_result_as_the_plain_model_and_format_option(tmp_path: Path, weights: Path):
+    img = photo("chelsea", 64, 48)
+    src = write(tmp_path / "cat.png", img)
+    stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "o", format="webp", batch_size=2))
+    assert (tmp_path / "o" / "cat.webp").exists()
+    stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "o"))
+    got = read_image(tmp_path / "o" / "cat.png").astype(int)
+    g = GeneratorV2()
+    g.load_state_dict(torch.load(weights, weights_only=True))
+    with torch.inference_mode():
+        y = g.eval()(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1)
+    ref = ((y[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
+    assert np.abs(got - ref).max() <= 1  # fast CPU convolutions change results by rounding only
+
+
+def test_corrupt_image_among_good_ones(tmp_path: Path, weights: Path):
+    src = tmp_path / "in"
+    write(src / "good1.png", skimage_photo("rocket", 32))
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    write(src / "good2.png", skimage_photo("coffee", 32))
+    res = runner.invoke(app, ["stylize", str(src), "--weights", str(weights), "--out", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == PartialFailure.exit_code != 0
+    assert "broken.jpg" in res.output
+    assert (tmp_path / "out" / "good1.png").exists() and (tmp_path / "out" / "good2.png").exists()
+    assert not (tmp_path / "out" / "broken.jpg").exists()
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_resumable_and_overwrite(tmp_path: Path, weights: Path):
+    src = write(tmp_path / "in" / "p.png", skimage_photo("astronaut", 32))
+    opts = StylizeOptions(weights=weights, out_dir=tmp_path / "out")
+    first = stylize([src], opts)
+    assert (first.done, first.skipped) == (1, 0)
+    out = tmp_path / "out" / "p.png"
+    old = out.stat().st_mtime_ns
+    second = stylize([src], opts, RecordingReporter())
+    assert (second.done, second.skipped) == (0, 1) and out.stat().st_mtime_ns == old
+    third = stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "out", overwrite=True))
+    assert third.done == 1 and out.stat().st_mtime_ns != old
+    # Newer weights make the output stale.
+    os.utime(weights, None)
+    t = out.stat().st_mtime
+    os.utime(weights, (t + 10, t + 10))
+    assert stylize([src], opts).done == 1
+
+
+def test_input_is_never_overwritten(tmp_path: Path, weights: Path):
+    src = write(tmp_path / "photos" / "big.png", skimage_photo("astronaut", 40))
+    before = src.read_bytes()
+    for out in (tmp_path / "photos", tmp_path):
+        args = [str(tmp_path / "photos")] if out == tmp_path / "photos" else [str(src)]
+        with pytest.raises(InputError, match="would overwrite the input"):
+            stylize(args, StylizeOptions(weights=weights, out_dir=out if out != tmp_path else tmp_path / "photos", overwrite=True))
+    res = runner.invoke(app, ["stylize", str(src), "--weights", str(weights), "--out", str(src.parent), "--overwrite"])
+    assert res.exit_code != 0 and "would overwrite" in res.output
+    assert src.read_bytes() == before
+
+
+def test_missing_weights_and_missing_input(tmp_path: Path, weights: Path, monkeypatch):
+    src = write(tmp_path / "p.png", skimage_photo("rocket", 24))
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["stylize", str(src)])
+    assert res.exit_code != 0 and "train first" in res.output
+    rep = RecordingReporter()
+    with pytest.raises(PartialFailure):
+        stylize([tmp_path / "nope.png", src], StylizeOptions(weights=weights, out_dir=tmp_path / "o"), rep)
+    assert any("nope.png" in w for w in rep.warnings)
+    assert (tmp_path / "o" / "p.png").exists()

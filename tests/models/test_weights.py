@@ -1,0 +1,150 @@
+"""Weight files: export round trip, run discovery, community files, and refusal of pickled code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from pipelines.errors import InputError
+from pipelines.models import build_generator
+from pipelines.models.weights import (
+    find_latest_run,
+    load_generator,
+    save_generator,
+    weights_fingerprint,
+)
+
+
+
+
+def _x(h: int = 20, w: int = 28) -> torch.Tensor:
+    return torch.rand(1, 3, h, w) * 2 - 1  # [1, 3, H, W] in [-1, 1]
+
+
+@pytest.mark.parametrize("arch", ["animegan_v1", "animegan_v2"])
+def test_save_load_round_trip(tmp_path: Path, arch: str):
+    gen = build_generator(arch).eval()
+    run = tmp_path / "runs" / "hayao"
+    path = save_generator(gen, arch, {}, run, {"steps": 1200, "style": "hayao"})
+    assert path == run / "generator.safetensors"
+
+    desc = json.loads((run / "generator.json").read_text())
+    assert desc["format"] == "animegan-generator" and desc["format_version"] == 1
+    assert desc["architecture"] == arch
+    assert desc["input"]["layout"] == "NCHW" and desc["input"]["range"] == [-1.0, 1.0]
+    assert desc["input"]["channels"] == "RGB"
+    assert desc["meta"] == {"steps": 1200, "style": "hayao"}
+    # The same description sits inside the safetensors header.
+    with safe_open(str(path), framework="pt") as fh:
+        assert json.loads(fh.metadata()["animegan"]) == desc
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+    loaded = load_generator(run)  # a run folder
+    assert loaded.arch == arch and loaded.source == path and loaded.info["meta"]["steps"] == 1200
+    assert not loaded.model.training
+    x = _x()
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), gen(x).clamp(-1, 1), atol=1e-6)
+
+
+def test_lone_exported_file_is_self_describing(tmp_path: Path):
+    gen = build_generator("animegan_v2", align_corners=False).eval()
+    src = save_generator(gen, "animegan_v2", {"align_corners": False}, tmp_path / "run", {"style": "paprika"})
+    lone = tmp_path / "elsewhere" / "paprika.safetensors"
+    lone.parent.mkdir()
+    shutil.copy(src, lone)  # no generator.json beside it
+    loaded = load_generator(lone)
+    assert loaded.info["arch_kwargs"] == {"align_corners": False}
+    assert loaded.model.generator.align_corners is False
+    assert loaded.info["meta"]["style"] == "paprika"
+
+
+def test_bare_safetensors_without_description_is_recognised(tmp_path: Path):
+    path = tmp_path / "converted.safetensors"
+    save_file(build_generator("animegan_v2").state_dict(), str(path))
+    assert load_generator(path).arch == "animegan_v2"
+
+
+def test_wrapped_community_checkpoint_is_unwrapped(tmp_path: Path):
+    sd = {f"module.{k}": v for k, v in build_generator("animegan_v1").state_dict().items()}
+    path = tmp_path / "ckpt.pth"
+    torch.save({"epoch": 3, "state_dict": sd}, path)
+    loaded = load_generator(path)
+    assert loaded.arch == "animegan_v1" and loaded.info["format"] == "community"
+
+
+def test_pickled_code_is_refused_and_never_run(tmp_path: Path):
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"block_a.0.1.weight": torch.zeros(1), "payload": Payload()}, path)
+    with pytest.raises(InputError, match=r"evil\.pt: refused to load") as err:
+        load_generator(path)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_unknown_layout_names_the_file_and_what_was_found(tmp_path: Path):
+    path = tmp_path / "other.pt"
+    torch.save({"encoder.weight": torch.zeros(4, 4), "decoder.weight": torch.zeros(4, 4)}, path)
+    with pytest.raises(InputError, match=r"other\.pt: unrecognised generator layout: 2 tensors \(first: encoder\.weight"):
+        load_generator(path)
+
+
+def test_description_and_tensors_disagree(tmp_path: Path):
+    src = save_generator(build_generator("animegan_v2"), "animegan_v2", {}, tmp_path / "run", {})
+    with safe_open(str(src), framework="pt") as fh:
+        meta = fh.metadata()
+    bad = tmp_path / "bad.safetensors"
+    save_file(build_generator("animegan_v1").state_dict(), str(bad), metadata=meta)
+    with pytest.raises(InputError, match=r"bad\.safetensors: tensors do not match architecture animegan_v2"):
+        load_generator(bad)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01 not weights", b"PK\x03\x04 truncated zip"])
+def test_corrupt_files(tmp_path: Path, content: bytes):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r"broken\.pt: "):
+        load_generator(path)
+    corrupt = tmp_path / "broken.safetensors"
+    corrupt.write_bytes(content)
+    with pytest.raises(InputError, match=r"broken\.safetensors: not a readable safetensors"):
+        load_generator(corrupt)
+
+
+def test_missing_paths(tmp_path: Path):
+    with pytest.raises(InputError, match="no such weights file"):
+        load_generator(tmp_path / "nope.pt")
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(InputError, match="empty_run: folder has no generator.safetensors"):
+        load_generator(tmp_path / "empty_run")
+
+
+def test_find_latest_run_and_fingerprint(tmp_path: Path):
+    runs = tmp_path / "runs"
+    assert find_latest_run(runs) is None
+    (runs / "unfinished").mkdir(parents=True)
+    assert find_latest_run(runs) is None
+    gen = build_generator("animegan_v2")
+    old = save_generator(gen, "animegan_v2", {}, runs / "a", {})
+    new = save_generator(gen, "animegan_v2", {}, runs / "b", {})
+    os.utime(old, (1_500_000_000, 1_500_000_000))
+    os.utime(new, (1_000_000_000, 1_000_000_000))
+    assert find_latest_run(runs) == runs / "a"
+    assert weights_fingerprint(runs / "a") == weights_fingerprint(old) == 1_500_000_000
+    before = weights_fingerprint(runs / "b")
+    save_generator(gen, "animegan_v2", {}, runs / "b", {})  # re-export changes the fingerprint
+    assert weights_fingerprint(runs / "b") != before
+    assert find_latest_run(runs) == runs / "b"

@@ -1,0 +1,163 @@
+"""`animegan train` end to end on a tiny dataset: run folder, exact resume, SIGKILL, export, NaN stop.
+
+64x64 crops, batch 2, random VGG, 3 steps per epoch (6 photos / 2). Every run here uses one thread:
+bitwise-identical results need the same thread count, and the test machines are shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from animegan_cli.app import app
+from pipelines.training import losses
+from pipelines.training.checkpoints import list_checkpoints, load_checkpoint
+from pipelines.fileio import read_image
+from pipelines.models.weights import load_generator
+
+from conftest import build_tiny_dataset
+
+pytestmark = pytest.mark.slow
+
+COMMON = ["--vgg-weights", "random", "--image-size", "64", "--batch-size", "2", "--init-epochs", "1",
+          "--epochs", "2", "--log-every", "2", "-q"]
+
+
+
+
+def train(*args: str) -> "object":
+    return CliRunner().invoke(app, ["train", *args])
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset, run) of 8 uninterrupted steps: init epoch (3 steps), then 5 GAN steps."""
+    root = tmp_path_factory.mktemp("train")
+    ds = root / "ds"
+    build_tiny_dataset(ds)
+    res = train(str(ds), "--out", str(root / "straight"), *COMMON, "--workers", "0", "--max-steps", "8")
+    assert res.exit_code == 0, res.output
+    return ds, root / "straight"
+
+
+def said(res) -> str:
+    """The command's output with rich's line wrapping undone."""
+    return " ".join(res.output.split())
+
+
+def same_generator(a: Path, b: Path) -> bool:
+    x, y = load_file(a / "generator.safetensors"), load_file(b / "generator.safetensors")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_run_folder_contents(straight):
+    _, run = straight
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["config"]["model"] == "animeganv2" and doc["config"]["max_steps"] == 8
+    assert {"python", "torch", "animegan"} <= set(doc["versions"]) and len(doc["dataset_manifest_sha256"]) == 64
+
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+    assert rows[0]["phase"] == "init" and rows[-1]["phase"] == "gan"
+    assert {"loss/g_adv", "loss/content", "loss/style", "loss/color", "loss/tv", "loss/d_real",
+            "loss/d_smooth", "lr/g", "lr/d", "step_time_s", "images_per_s"} <= set(rows[-1])
+
+    for name in ("epoch-0001.png", "epoch-0002.png", "final.png"):
+        assert read_image(run / "samples" / name).shape == (2 * 64, 4 * 64, 3)  # photos over their stylized versions
+
+    steps = [s for s, _ in list_checkpoints(run)]
+    assert steps == [3, 6, 8]  # epoch ends and the last step; only --keep-checkpoints (3) kept
+    state = load_checkpoint(run / "checkpoints" / "step-0000008.pt")  # weights_only=True inside
+    assert state["step"] == 8 and state["epoch"] == 2 and state["epoch_step"] == 2
+    assert set(state["networks"]) == {"generator", "discriminator"} and set(state["optimizers"]) == {"g_init", "g", "d"}
+    assert not list((run / "checkpoints").glob(".*"))  # no temporary files left
+
+    loaded = load_generator(run)
+    assert loaded.arch == "animegan_v2" and loaded.info["meta"]["step"] == 8
+    with torch.no_grad():
+        out = loaded.model(torch.rand(1, 3, 40, 52) * 2 - 1)
+    assert out.shape == (1, 3, 40, 52) and out.abs().max() <= 1
+
+
+def test_resume_is_exact_and_reruns_are_refused(straight, tmp_path):
+    ds, ref = straight
+    run = tmp_path / "run"
+    res = train(str(ds), "--out", str(run), *COMMON, "--workers", "0", "--max-steps", "6")
+    assert res.exit_code == 0, res.output
+    assert not same_generator(run, ref)
+
+    again = train(str(ds), "--out", str(run), *COMMON, "--max-steps", "8")
+    assert again.exit_code == 4 and "already holds a training run" in said(again) and "--resume" in said(again)
+
+    changed = train("--out", str(run), "--resume", "--seed", "3")
+    assert changed.exit_code == 4
+    assert "--seed is 0 in this run" in said(changed)
+
+    res = train("--out", str(run), "--resume", "--max-steps", "8", "-q")
+    assert res.exit_code == 0, res.output
+    assert same_generator(run, ref)
+    rows = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [2, 4, 6, 8]
+
+    done = train("--out", str(run), "--resume", "--max-steps", "8")
+    assert done.exit_code == 0 and "already at step 8" in said(done)
+
+
+def test_sigkill_then_resume_matches_straight_run(straight, tmp_path):
+    """Killed (kill -9) once a checkpoint past step 1 exists, with 2 loader workers; resumed to the end."""
+    ds, ref = straight
+    run = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "animegan_cli", "train", str(ds), "--out", str(run), *COMMON,
+         "--workers", "2", "--max-steps", "8", "--checkpoint-every", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(step >= 2 for step, _ in list_checkpoints(run)):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    res = train("--out", str(run), "--resume")
+    assert res.exit_code == 0, res.output
+    assert same_generator(run, ref)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(straight, tmp_path, monkeypatch):
+    ds, _ = straight
+    real = losses.color_loss
+    calls = {"n": 0}
+
+    def color_loss_nan_on_second_call(a, b):
+        calls["n"] += 1
+        value = real(a, b)
+        return value * float("nan") if calls["n"] == 2 else value
+
+    monkeypatch.setattr(losses, "color_loss", color_loss_nan_on_second_call)
+    run = tmp_path / "nan"
+    res = train(str(ds), "--out", str(run), *COMMON[:-1], "--init-epochs", "0", "--workers", "0",
+                "--checkpoint-every", "1", "--max-steps", "4")
+    assert res.exit_code == 4, res.output
+    assert "loss term 'color' is nan at step 2" in said(res)
+    assert [s for s, _ in list_checkpoints(run)] == [0, 1]
+    assert not (run / "generator.safetensors").exists()
