@@ -21,15 +21,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..batches import SetGroup
-
-if TYPE_CHECKING:  # the config lives in train.py, which imports this module
-    from ..loop import TrainConfig
+from ..config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ class Recipe(ABC):
     #: the generator's key in `build_networks()`; used for samples and export
     generator_key: str = "generator"
 
-    def __init__(self, config: "TrainConfig"):
+    def __init__(self, config: TrainConfig):
         self.config = config
 
     # -- declarations -------------------------------------------------------------------------
@@ -113,7 +111,7 @@ class Recipe(ABC):
 
     # -- optional hooks -----------------------------------------------------------------------
     @classmethod
-    def weight_preset(cls, config: "TrainConfig") -> str:
+    def weight_preset(cls, config: TrainConfig) -> str:
         """The preset name passed to `default_weights` as `style` (AnimeGAN: --style; White-box: --preset)."""
         return config.style
 

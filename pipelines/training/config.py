@@ -1,0 +1,92 @@
+"""The options of `animegan train` as one typed, range-checked object, and the config files that hold them.
+
+`TrainConfig` is what a run folder's config.json stores and what every recipe is built from; filling
+the fields a user left unset with a recipe's defaults happens in `loop.resolve_config`, so this module
+knows no recipe (recipes import it).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InputError, describe_validation_error
+
+CONFIG_NAME = "config.json"
+
+
+class TrainConfig(BaseModel):
+    """Every option of `animegan train`. Fields left `None` get the recipe's defaults in `resolve_config`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    dataset: str = Field("dataset", description="dataset folder (holds manifest.json)")
+    out: str | None = Field(None, description="run folder; default runs/<timestamp>-<model>-<style>")
+    model: str = Field("animeganv2", description="model family: animegan (v1) or animeganv2")
+    style: Literal["hayao", "shinkai", "paprika"] = Field("hayao", description="AnimeGANv2 loss-weight preset")
+    gan_loss: Literal["lsgan", "hinge"] = "lsgan"
+    epochs: int | None = Field(None, ge=0, le=100_000, description="GAN-phase epochs")
+    init_epochs: int | None = Field(None, ge=0, le=100_000, description="init-phase (reconstruction) epochs")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many generator steps (both phases)")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="images per step per process")
+    image_size: int = Field(256, ge=32, le=4096, multiple_of=4, description="crop side in pixels")
+    lr_init: float | None = Field(None, gt=0, le=1, description="learning rate of the init phase")
+    lr_g: float | None = Field(None, gt=0, le=1, description="generator learning rate, GAN phase")
+    lr_d: float | None = Field(None, gt=0, le=1, description="discriminator learning rate, GAN phase")
+    weights: dict[str, float] = Field(default_factory=dict, description="loss weights by term name")
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (also at each epoch end)")
+    keep_checkpoints: int = Field(3, ge=1, le=1000)
+    workers: int = Field(2, ge=0, le=64, description="data loader worker processes")
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    compile: bool = False
+    cpu_kernels: Literal["fast", "plain"] = Field(
+        "fast", description="CPU fp32 convolutions: fast (NNPACK Winograd, Winograd weight gradients) or plain (PyTorch's)")
+    nproc: int = Field(1, ge=1, le=64, description="processes (GPUs) for DDP")
+    vgg_weights: str = Field("imagenet", description="imagenet, random or a PATH")
+    # White-box Cartoonization only (recipes/whitebox.py):
+    preset: Literal["released", "paper"] = Field("released", description="White-box loss-weight preset")
+    cartoon_set: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
+                                    description="White-box: the set holding cartoon images (default: style)")
+    superpixels: Literal["slic", "felzenszwalb"] = Field("slic", description="White-box structure segmentation")
+    sample_every: int | None = Field(None, ge=1, description="steps between sample grids (also at each epoch end)")
+    log_every: int = Field(10, ge=1, description="steps between metrics rows")
+
+
+# Options that may differ when a run is resumed: they change how long or where it runs, not what
+# it computes. Everything else must match the run's config.json, or the resume would not be exact.
+RESUMABLE_FIELDS = frozenset({
+    "epochs", "max_steps", "device", "checkpoint_every", "keep_checkpoints", "workers", "compile",
+    "nproc", "sample_every", "log_every", "out", "dataset",
+})
+
+
+def config_error(where: str, exc: ValidationError) -> InputError:
+    return InputError(where, describe_validation_error(exc))
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML (or JSON) file; keys may use '-' or '_'; loss weights in a `[weights]` table."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    try:
+        raw = json.loads(data) if path.suffix.lower() == ".json" else tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'} ({exc})") from None
+    if isinstance(raw, dict) and "config" in raw and "versions" in raw:
+        raw = raw["config"]  # a run's config.json
+    if not isinstance(raw, dict):
+        raise InputError(path, "top level must be a table of options")
+    out = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(set(out) - set(TrainConfig.model_fields))
+    if unknown:
+        raise InputError(path, f"unknown option {unknown[0]!r}; known: {', '.join(TrainConfig.model_fields)}")
+    return out
