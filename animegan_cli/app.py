@@ -6,12 +6,12 @@ import typer
 
 from pipelines import __version__
 
-from . import data_commands, demo_command, frames_commands, stylize_commands, train_command
+from . import data_commands, demo_command, eval_commands, frames_commands, stylize_commands, train_command
 
 app = typer.Typer(
     name="animegan",
     help="Anime-style images and video from your own photos and films.\n\n"
-    "Typical flow: extract-frames -> make-smooth -> add-images --set photo -> train -> stylize.",
+    "Typical flow: extract-frames -> make-smooth -> add-images --set photo -> train -> stylize -> eval.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,7 +32,7 @@ def _root(
     pass
 
 
-for module in (demo_command, frames_commands, data_commands, train_command, stylize_commands):
+for module in (demo_command, frames_commands, data_commands, train_command, stylize_commands, eval_commands):
     module.register(app)
 
 

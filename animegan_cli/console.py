@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -37,17 +40,24 @@ class RichReporter(Reporter):
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         self.warnings = 0
+        self.stop_signal: int | None = None  # set by `graceful_stop` when SIGINT/SIGTERM asked for a stop
+
+    def should_abort(self) -> bool:
+        return self.stop_signal is not None
 
     def __enter__(self) -> "RichReporter":
         if not self.quiet:
+            # At 80 columns a full row (spinner, name, bar, M/N, elapsed, eta, live values) does not fit and
+            # rich cuts every column to "…": narrow terminals get a short bar and no elapsed time.
+            narrow = err_console.width < 110
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=10 if narrow else 40),
                 MofNCompleteColumn(),
-                TimeElapsedColumn(),
+                *(() if narrow else (TimeElapsedColumn(),)),
                 TextColumn("eta"),
-                TimeRemainingColumn(),
+                TimeRemainingColumn(compact=narrow),
                 TextColumn("{task.fields[live]}"),
                 console=err_console,
                 transient=False,
@@ -104,6 +114,31 @@ def run(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         err_console.print("interrupted", style="bold red")
         raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def graceful_stop(reporter: RichReporter) -> Iterator[None]:
+    """SIGINT (Ctrl-C) or SIGTERM (schedulers, `docker stop`) asks the pipeline to stop at its next safe
+    point (`reporter.should_abort()`), where it saves its state; a second Ctrl-C stops at once."""
+    if threading.current_thread() is not threading.main_thread():  # signals can only be handled there
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if reporter.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if reporter.stop_signal is None:
+            reporter.stop_signal = signum
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            reporter._print(f"{name}: stopping after the current step and saving a checkpoint "
+                            f"(Ctrl-C again to stop at once, losing the steps since the last checkpoint)", "yellow")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def fail(message: str, code: int = 2) -> None:

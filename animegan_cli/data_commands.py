@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from pipelines.errors import DatasetError
-from pipelines.data.inspect import MAX_LISTED_PROBLEMS, DatasetSummary, summarize
+from pipelines.data.inspect import MAX_LISTED_PROBLEMS, DatasetSummary, PruneResult, summarize
+from pipelines.data.inspect import prune as prune_dataset
 from pipelines.data.manifest import DEFAULT_DATASET
 from pipelines.data.smoothing import SmoothOptions, make_smooth
 
@@ -32,12 +33,17 @@ def dataset_command(
     dataset_arg: Optional[Path] = typer.Argument(None, metavar="DATASET", help="Dataset folder (default: ./dataset).", show_default=False),
     dataset: Optional[Path] = typer.Option(None, "--dataset", "-d", help="Dataset folder; same as the argument.", show_default=False),
     check: bool = typer.Option(False, "--check", help="Re-hash every file; exit non-zero when anything is off."),
+    prune: bool = typer.Option(False, "--prune", help="Repair the manifest after hand edits: drop records whose file was deleted (and their smooth twins), re-record edited files (their twins are remade by make-smooth), delete stale temporary files."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (for scripts) instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Summarize a dataset: images per set, pixel sizes, bytes on disk, missing or changed files,
     smooth images out of date. With --check, also verify every file's hash (exit code 3 on problems)."""
     root = _pick_dataset(dataset_arg, dataset)
+    if prune:
+        with RichReporter(quiet=quiet or as_json) as reporter:
+            pruned = run(lambda: prune_dataset(root, reporter=reporter))
+        _print_prune(pruned, root)
     with RichReporter(quiet=quiet or as_json) as reporter:
         summary = run(lambda: summarize(root, check=check, reporter=reporter))
     if as_json:
@@ -58,19 +64,37 @@ def make_smooth_command(
     dataset_arg: Optional[Path] = typer.Argument(None, metavar="DATASET", help="Dataset folder (default: ./dataset).", show_default=False),
     dataset: Optional[Path] = typer.Option(None, "--dataset", "-d", help="Dataset folder; same as the argument.", show_default=False),
     size: Optional[int] = typer.Option(None, "--size", min=16, max=8192, help="Resize so the short side is SIZE before smoothing (aspect ratio kept). Default: keep the stored size.", show_default=False),
-    fmt: OutputFormat = typer.Option(OutputFormat.same, "--format", "-f", help="Output format; 'same' keeps each source's format. png is lossless and recommended: JPEG re-encoding blurs the result."),
+    fmt: OutputFormat = typer.Option(OutputFormat.png, "--format", "-f", help="Output format. png (lossless) keeps the smoothing exact; 'same' keeps each source's format (smaller files for JPEG frames, but JPEG re-encoding blurs the result)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, max=256, help="Worker processes. Default: all cores.", show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Write the edge-smoothed twin of every style image under DATASET/smooth/ (AnimeGAN's smooth set).
 
     Incremental: images whose twin is up to date (same source hash and options) are skipped; twins
-    whose style image is gone are removed. Unreadable images are reported and skipped (exit code 1)."""
+    whose style record was removed (for example by `animegan dataset --prune` after style files were
+    deleted) are deleted. Unreadable images are reported and skipped (exit code 1)."""
     root = _pick_dataset(dataset_arg, dataset)
     options = SmoothOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers)
     with RichReporter(quiet=quiet) as reporter:
         s = run(lambda: make_smooth(root, options, reporter))
         reporter.info(f"{s.smoothed} smoothed, {s.up_to_date} already up to date, {s.removed} removed ({s.total} style images)")
+
+
+def _print_prune(r: PruneResult, root: Path) -> None:
+    def said(items: list[str], what: str) -> None:
+        if items:
+            shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+            err_console.print(f"{what} ({len(items)}): {shown}", markup=False, soft_wrap=True)
+
+    said(r.removed, "dropped from the manifest, file gone")
+    said(r.removed_twins, "derived twins deleted with their source")
+    said(r.rerecorded, "re-recorded, file changed")
+    said(r.stale_twins, "twins now out of date (run `animegan make-smooth` to remake them)")
+    said(r.temporaries, "stale temporary files deleted")
+    for line in r.unreadable:
+        err_console.print(f"warning: {line} (left in the manifest)", style="yellow", markup=False, soft_wrap=True)
+    if not r.changed:
+        err_console.print(f"{root}: nothing to prune: every record matches its file", markup=False)
 
 
 def _pick_dataset(arg: Optional[Path], opt: Optional[Path]) -> Path:
@@ -120,6 +144,9 @@ def _print_summary(s: DatasetSummary) -> None:
         out_console.print(f"{s.root}: the dataset has no images yet")
     if s.extractions:
         out_console.print(f"extract-frames state kept for {s.extractions} film(s)")
+    if s.temporaries:
+        n = s.temporaries
+        out_console.print(f"{n} stale temporary file{'s' if n != 1 else ''} left by a killed command (--prune deletes them)")
     how = "hashes verified" if s.checked else "sizes compared (--check verifies hashes)"
     out_console.print(f"{how}: {'ok' if s.ok else f'{len(s.problems)} problems'}")
 

@@ -11,7 +11,7 @@ from .console import RichReporter, out_console, run
 
 def demo(
     out: Path = typer.Option(Path("animegan-demo"), "--out", help="Folder for the clip, dataset, run, stylized photos and contact sheet."),
-    steps: int = typer.Option(80, "--steps", min=1, max=100_000, help="Training steps (generator updates, both phases)."),
+    steps: int = typer.Option(300, "--steps", min=1, max=100_000, help="Training steps (generator updates, both phases)."),
     image_size: int = typer.Option(64, "--image-size", min=32, max=1024, help="Training crop side in pixels (a multiple of 4)."),
     device: str = typer.Option("auto", "--device", help="auto, cuda or cpu."),
     vgg_weights: str = typer.Option(None, "--vgg-weights", help="imagenet, random or a PATH; default: imagenet when torch's cache has the file, else random (no download).", show_default=False),
@@ -20,21 +20,26 @@ def demo(
     """Run the whole pipeline offline in a few minutes: clip -> frames -> smoothing -> training -> stylized photos.
 
     Uses real photos that ship with scikit-image, makes a short flat-shaded clip from them as the
-    "film", trains a small AnimeGANv2 on the CPU (or GPU), and ends with a contact sheet of the
-    photos beside their stylized versions. Running it again resumes where it stopped.
+    "film", trains White-box Cartoonization briefly on the CPU (or GPU), stylizes the photos, measures
+    them (animegan eval) and ends with a labelled contact sheet of each photo beside its stylized
+    version. Running it again resumes where it stopped.
     """
     from pipelines.demo import DemoOptions, run_demo
 
     options = DemoOptions(out=out, steps=steps, image_size=image_size, device=device, vgg_weights=vgg_weights)
     with RichReporter(quiet=quiet) as reporter:
         result = run(lambda: run_demo(options, reporter))
+    m = result.metrics
+    out_console.print(f"measured:        edges kept {m['edge_corr']:.2f} (edge correlation, 1 = all), colour shift "
+                      f"{m['color_shift']:.1f} (CIEDE2000), PSNR {m['psnr']:.1f} dB, SSIM {m['ssim']:.2f} against the photos")
     out_console.print(f"contact sheet:   {result.contact_sheet}")
     out_console.print(f"stylized photos: {result.stylized}")
     out_console.print(f"training run:    {result.run}  (samples/, metrics.jsonl, generator.safetensors)")
     out_console.print(f"dataset:         {result.dataset}  (animegan dataset {result.dataset})")
     if result.vgg_weights == "random":
-        out_console.print("note: a few minutes of CPU training with random VGG weights shows the whole pipeline, not a "
-                          "finished style; real styles need the ImageNet VGG weights and hours on a GPU (docs/training.md)")
+        out_console.print("note: a few minutes of CPU training with random VGG weights shows every stage and a first move "
+                          "towards the style, not a finished style: that takes the ImageNet VGG weights, thousands of "
+                          "frames and hours on a GPU (docs/training.md)")
     out_console.print(f"next: animegan stylize YOUR_PHOTOS --weights {result.run}")
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from .console import RichReporter, out_console, run
+from .console import RichReporter, graceful_stop, out_console, run
 from .options import Device
 
 
@@ -98,6 +100,7 @@ def train(
     vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the perceptual losses: imagenet (torchvision's file), random (tests only) or a PATH.", show_default="imagenet"),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", min=1, help="Also write a sample grid every N steps (always at each epoch end).", show_default=False),
     log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Steps between rows of metrics.jsonl.", show_default="10"),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, help="Steps between evaluations of the held-out photos (PSNR, SSIM, edge correlation, colour shift, output health; also at the last step).", show_default="500"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and data counts as JSON, then exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary lines; warnings and errors are still printed."),
 ) -> None:
@@ -117,7 +120,7 @@ def train(
         "lr_g": lr_g, "lr_d": lr_d, "device": device, "seed": seed, "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
         "cpu_kernels": cpu_kernels, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
-        "superpixels": superpixels, "sample_every": sample_every, "log_every": log_every,
+        "superpixels": superpixels, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
     }
     weights = {
         "adv": adv_weight, "d_adv": d_adv_weight, "content": content_weight, "style": style_weight,
@@ -129,13 +132,18 @@ def train(
         overrides["weights"] = {k: v for k, v in weights.items() if v is not None}
     request = TrainRequest(config_file=config, overrides=overrides, resume=resume, dry_run=dry_run)
 
-    with RichReporter(quiet=quiet) as reporter:
+    with RichReporter(quiet=quiet) as reporter, graceful_stop(reporter):
         result = run(lambda: run_train(request, reporter))
     if dry_run:
         out_console.print_json(json.dumps(result.summary()))
-    elif not quiet and result.announce:
-        what = "stopped" if result.stopped else "finished"
-        out_console.print(f"{what} at step {result.step}/{result.total_steps}: {result.run_dir}", markup=False, highlight=False)
+        return
+    if result.stopped:
+        # Said even with --quiet: the run did not finish, and this is how to go on.
+        out_console.print(f"stopped at step {result.step}/{result.total_steps}; checkpoint saved. Resume with: "
+                          f"animegan train --out {shlex.quote(str(result.run_dir))} --resume", markup=False, highlight=False)
+        raise typer.Exit(130 if reporter.stop_signal == signal.SIGINT else 143)
+    if not quiet and result.announce:
+        out_console.print(f"finished at step {result.step}/{result.total_steps}: {result.run_dir}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,13 +6,16 @@ large datasets; `check` re-hashes every file.
 
 from __future__ import annotations
 
+import re
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fileio import is_image_path, sha256_file
-from .manifest import KNOWN_SETS, Dataset, DerivedSource
+from ..errors import AnimeganError
+from ..fileio import is_image_path, sha256_bytes, sha256_file
+from .manifest import KNOWN_SETS, Dataset, DerivedSource, Record
 from ..progress import Reporter
 
 # Problem lines listed by the CLI before it summarizes the rest with a count.
@@ -60,6 +63,7 @@ class DatasetSummary:
     sets: list[SetSummary] = field(default_factory=list)
     extractions: int = 0  # films with extract-frames resume state
     problems: list[str] = field(default_factory=list)  # one line each: file and problem
+    temporaries: int = 0  # stale temporary files of killed commands (`--prune` deletes them)
 
     @property
     def ok(self) -> bool:
@@ -142,6 +146,7 @@ def summarize(dataset_root: str | Path, check: bool = False, reporter: Reporter 
         )
     if check:
         reporter.finish("check")
+    summary.temporaries = len(stale_temporaries(ds.root))
     # A smooth set is expected once there are style images: missing entirely is worth one line.
     if m.records("style") and not m.records("smooth"):
         reporter.info("no smooth set yet: AnimeGAN training needs one (run `animegan make-smooth`)")
@@ -158,3 +163,120 @@ def _untracked(folder: Path, root: Path, listed: set[str]) -> int:
         if f.is_file() and is_image_path(f) and not any(p.startswith(".") for p in rel.parts):
             n += rel.as_posix() not in listed
     return n
+
+
+# ---- prune ----------------------------------------------------------------------------------------
+
+# Atomic writes leave `.<stem>.<random>.tmp<suffix>` beside their target until the rename; one older
+# than this was left by a killed command (a live write renames its file within seconds).
+STALE_TEMPORARY_SECONDS = 600
+_TEMPORARY_RE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+@dataclass
+class PruneResult:
+    removed: list[str] = field(default_factory=list)  # records whose file was gone
+    removed_twins: list[str] = field(default_factory=list)  # derived records (and files) of removed or gone sources
+    rerecorded: list[str] = field(default_factory=list)  # records whose file changed: new size, hash, pixel size
+    stale_twins: list[str] = field(default_factory=list)  # derived records now out of date (make-smooth remakes them)
+    unreadable: list[str] = field(default_factory=list)  # changed files that no longer decode as images: left as they are
+    temporaries: list[str] = field(default_factory=list)  # stale temporary files deleted
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.removed or self.removed_twins or self.rerecorded or self.temporaries)
+
+
+def stale_temporaries(root: Path, now: float | None = None) -> list[Path]:
+    """Temporary files of atomic writes under `root` that a killed command left behind."""
+    now = time.time() if now is None else now
+    found = []
+    for f in root.rglob(".*"):
+        try:
+            if f.is_file() and _TEMPORARY_RE.match(f.name) and now - f.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                found.append(f)
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def prune(dataset_root: str | Path, reporter: Reporter | None = None) -> PruneResult:
+    """Make the manifest match the files again after hand edits: drop records whose file is gone
+    (with every record derived from them, and those derived files), re-record files that changed
+    (their derived twins become out of date, so make-smooth remakes them), delete stale temporaries.
+
+    Files are hashed outside the lock; the edit re-checks under the lock that each record is still the
+    one hashed, so a command running at the same time loses nothing.
+    """
+    from ..fileio import decode_image
+
+    reporter = reporter or Reporter()
+    ds = Dataset.open(dataset_root)
+    m = ds.manifest
+    result = PruneResult()
+    gone: set[tuple[str, str]] = set()
+    updates: dict[tuple[str, str], tuple[str, Record]] = {}  # (set, path) -> (old sha, new record)
+    total = sum(len(r) for r in m.sets.values())
+    reporter.start("prune", "checking files", total=total)
+    for name, records in m.sets.items():
+        for r in records:
+            path = ds.abspath(r.path)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                gone.add((name, r.path))
+                reporter.advance("prune")
+                continue
+            except OSError as exc:
+                result.unreadable.append(f"{r.path}: cannot read ({exc.strerror or exc})")
+                reporter.advance("prune")
+                continue
+            sha = sha256_bytes(data)
+            if sha != r.sha256 or len(data) != r.bytes:
+                try:
+                    img = decode_image(data, path)
+                except AnimeganError as exc:
+                    result.unreadable.append(f"{exc}")
+                else:
+                    updates[(name, r.path)] = (r.sha256, r.model_copy(update={
+                        "bytes": len(data), "sha256": sha, "width": int(img.shape[1]), "height": int(img.shape[0])}))
+            reporter.advance("prune")
+    reporter.finish("prune")
+
+    twin_files: list[str] = []
+    with ds.transaction() as m:
+        current = {(s, r.path): r for s, recs in m.sets.items() for r in recs}
+        for key in sorted(gone):
+            if key in current and not ds.abspath(key[1]).exists():
+                m.remove(*key)
+                result.removed.append(key[1])
+        for key, (old_sha, new) in sorted(updates.items()):
+            if key in current and current[key].sha256 == old_sha:
+                m.put(key[0], new)
+                result.rerecorded.append(key[1])
+        # Derived records whose source record is gone go too; those whose source changed are now
+        # out of date (their source_sha256 no longer matches) and are remade by their command.
+        listed = {r.path: r.sha256 for recs in m.sets.values() for r in recs}
+        for s, recs in m.sets.items():
+            for r in list(recs):
+                if isinstance(r.source, DerivedSource):
+                    if r.source.source not in listed:
+                        m.remove(s, r.path)
+                        result.removed_twins.append(r.path)
+                        twin_files.append(r.path)
+                    elif r.source.source in result.rerecorded:
+                        result.stale_twins.append(r.path)
+        still_listed = {r.path for recs in m.sets.values() for r in recs}
+    for rel in twin_files:
+        if rel not in still_listed:  # derived files are the toolkit's own output: delete them with their record
+            try:
+                ds.abspath(rel).unlink(missing_ok=True)
+            except OSError as exc:
+                reporter.warn(f"{ds.abspath(rel)}: could not delete ({exc.strerror or exc})")
+    for f in stale_temporaries(ds.root):
+        try:
+            f.unlink()
+            result.temporaries.append(f.relative_to(ds.root).as_posix())
+        except OSError as exc:
+            reporter.warn(f"{f}: could not delete ({exc.strerror or exc})")
+    return result

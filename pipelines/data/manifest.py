@@ -297,6 +297,18 @@ class Dataset:
         finally:
             self._lock.release()
 
+    def require_files(self, set_names: list[str] | tuple[str, ...]) -> None:
+        """Raise one `DatasetError` line when files that these sets list are gone (deleted by hand, say),
+        naming the first and saying how to repair the manifest; a stat per record."""
+        gone = [r.path for s in set_names for r in self.manifest.records(s) if not self.abspath(r.path).is_file()]
+        if gone:
+            n = len(gone)
+            raise DatasetError(
+                f"{self.root}: {n} file{'s' if n != 1 else ''} listed in the manifest {'are' if n != 1 else 'is'} gone "
+                f"(first: {gone[0]}); run `animegan dataset {self.root} --prune` to drop {'them' if n != 1 else 'it'} "
+                f"(and their derived twins) from the manifest"
+            )
+
     def abspath(self, relpath: str) -> Path:
         return self.root / Path(*check_relpath(relpath).split("/"))
 

@@ -333,6 +333,7 @@ def make_smooth(dataset_root: str | Path, options: SmoothOptions, reporter: Repo
     m = ds.manifest
     if not m.records(STYLE_SET) and not m.records(SMOOTH_SET):
         raise InputError(ds.root, "the dataset has no style images; add some with `animegan extract-frames` or `animegan add-images --set style`")
+    ds.require_files([STYLE_SET])
     summary = SmoothSummary()
     jobs, expected = _plan(ds, m, options, summary, reporter)
     workers = max(1, min(options.workers or available_cores(), len(jobs) or 1))

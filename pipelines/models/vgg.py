@@ -67,6 +67,48 @@ class VGG19Features(nn.Module):
         return self.eval()
 
 
+def natural_noise(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """`[n, 3, size, size]` random images with natural images' statistics, in ImageNet-normalized units.
+
+    Natural images have a power spectrum falling as 1/f^2 and strongly correlated colour channels, so
+    the noise is white noise shaped to a 1/f amplitude spectrum, a shared luminance field plus weaker
+    per-channel fields, each channel scaled to unit variance (what ImageNet normalization gives photos).
+    """
+    fy = torch.fft.fftfreq(size).view(-1, 1)
+    fx = torch.fft.rfftfreq(size).view(1, -1)
+    amplitude = 1.0 / torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / size)
+
+    def field(count: int) -> torch.Tensor:
+        white = torch.randn(count, size, size, generator=generator)
+        return torch.fft.irfft2(torch.fft.rfft2(white) * amplitude, s=(size, size))
+
+    luma = field(n).unsqueeze(1)  # [n, 1, S, S]
+    chroma = field(3 * n).view(n, 3, size, size)
+    x = luma / luma.std() + 0.35 * chroma / chroma.std()
+    return (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True)
+
+
+@torch.no_grad()
+def calibrate_random(model: VGG19Features, seed: int = 0) -> VGG19Features:
+    """Scale each random conv so that its pre-ReLU output has unit variance on natural-image statistics.
+
+    Layer-sequential unit-variance scaling (LSUV, Mishkin & Matas 2016). Without it, random conv4_4
+    features come out about 0.13 in standard deviation and their Gram matrices about 1e-5, so the
+    content, style and structure losses of a `--vgg-weights random` run are too small to steer
+    anything; networks with random filters are known to carry texture and structure (Ustyuzhaninov
+    et al. 2017, He et al. 2016) once their activations are at a usable scale. Uses its own seeded
+    generator: the global RNG (and so an exact resume) is not touched.
+    """
+    h = natural_noise(4, 96, torch.Generator().manual_seed(seed))
+    for layer in model.features:
+        if isinstance(layer, nn.Conv2d):
+            std = layer(h).std()
+            layer.weight.div_(std)
+            layer.bias.zero_()
+        h = layer(h)
+    return model
+
+
 def imagenet_weights_path() -> Path:
     """Where torchvision caches the VGG19 ImageNet file (`$TORCH_HOME/hub/checkpoints/...`)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILENAME
@@ -143,8 +185,10 @@ def build_vgg(spec: str | Path, *, log: Callable[[str], None] | None = None) -> 
     model = VGG19Features()
     name = str(spec)
     if name == "random":
-        log("VGG19: using RANDOM weights (--vgg-weights random): content and style losses are not the "
-            "ImageNet perceptual losses; use this only for tests and smoke runs")
+        calibrate_random(model)
+        log("VGG19: using RANDOM weights (--vgg-weights random), each layer scaled to unit variance: the "
+            "perceptual losses see texture and structure but not what ImageNet taught; for tests, demos "
+            "and smoke runs")
     elif name == "imagenet":
         path = imagenet_weights_path()
         if not path.is_file():

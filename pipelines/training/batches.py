@@ -14,6 +14,7 @@ any (epoch, step) onward, and the DataLoader simply fetches them.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: i
     """
     ds = Dataset.open(dataset_root)
     manifest = ds.manifest
+    ds.require_files([s for g in groups for s in g.sets])
     out: list[GroupFiles] = []
     held: list[Path] = []
     for group in groups:
@@ -254,7 +256,15 @@ def make_loader(dataset: CropDataset, plan: BatchPlan, workers: int, pin_memory:
         prefetch_factor=2 if workers > 0 else None,
         collate_fn=_collate,
         generator=generator,
+        worker_init_fn=_worker_init,
     )
+
+
+def _worker_init(worker_id: int) -> None:
+    # Ctrl-C in a terminal reaches every process of the group: the training process turns it into a
+    # clean stop after the current step (which still needs the workers), so workers ignore it. They
+    # still end with the training process (PyTorch's workers watch their parent).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

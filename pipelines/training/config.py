@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError, describe_validation_error
 
-CONFIG_NAME = "config.json"
+CONFIG_NAME = "config.json"  # in a run folder: the resolved options
+METRICS_NAME = "metrics.jsonl"  # in a run folder: one JSON row per --log-every steps, evaluation or warning
 
 
 class TrainConfig(BaseModel):
@@ -56,13 +57,14 @@ class TrainConfig(BaseModel):
     superpixels: Literal["slic", "felzenszwalb"] = Field("slic", description="White-box structure segmentation")
     sample_every: int | None = Field(None, ge=1, description="steps between sample grids (also at each epoch end)")
     log_every: int = Field(10, ge=1, description="steps between metrics rows")
+    eval_every: int = Field(500, ge=1, description="steps between held-out evaluations (also at the last step)")
 
 
 # Options that may differ when a run is resumed: they change how long or where it runs, not what
 # it computes. Everything else must match the run's config.json, or the resume would not be exact.
 RESUMABLE_FIELDS = frozenset({
     "epochs", "max_steps", "device", "checkpoint_every", "keep_checkpoints", "workers", "compile",
-    "nproc", "sample_every", "log_every", "out", "dataset",
+    "nproc", "sample_every", "log_every", "eval_every", "out", "dataset",
 })
 
 

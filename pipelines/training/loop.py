@@ -43,6 +43,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from .. import __version__
+from .health import HealthMonitor, output_stats, phase_ranges
 from .checkpoints import (
     capture_rng,
     latest_checkpoint,
@@ -56,7 +57,7 @@ from ..errors import InputError, TrainingError
 from ..fileio import atomic_write_bytes, write_image
 from ..data.manifest import Dataset
 from ..progress import Reporter
-from .config import CONFIG_NAME, RESUMABLE_FIELDS, TrainConfig, config_error, load_config_file
+from .config import CONFIG_NAME, METRICS_NAME, RESUMABLE_FIELDS, TrainConfig, config_error, load_config_file
 from .recipes import Phase, Recipe, get_recipe_class, RECIPES
 from .batches import (
     MAKE_SET_HINT,
@@ -69,7 +70,6 @@ from .batches import (
     to_model_range,
 )
 
-METRICS_NAME = "metrics.jsonl"
 SAMPLE_PHOTOS = 4  # photos in a sample grid
 CHECKPOINT_FORMAT = 1
 _LAUNCHER_ENV = "ANIMEGAN_TORCHRUN_LAUNCHER"  # set for processes started by `--nproc`
@@ -268,6 +268,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe))
     spe, total_steps = _schedule(config, recipe, [len(g) for g in groups], world)
     total_epochs = sum(p.epochs for p in phases)
+    ranges = phase_ranges([(p.name, p.epochs) for p in phases], spe, total_steps)
     counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
     for g in groups:
         for twin, n in g.missing_twins.items():
@@ -295,7 +296,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir)
-        _write_config(run_dir, config, manifest_sha, world)
+        _write_config(run_dir, config, manifest_sha, world, total_steps)
     _barrier(world)
 
     # ---------------------------------------------------------------- networks and optimizers
@@ -365,6 +366,23 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
 
     # ---------------------------------------------------------------- logging
     tb = _tensorboard(run_dir, step) if is_main else None
+    monitor = HealthMonitor()
+    if checkpoint is not None and state.get("health"):
+        monitor.load_state(state["health"])
+
+    def write_row(row: dict[str, Any]) -> None:
+        if is_main:
+            with open(run_dir / METRICS_NAME, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if tb is not None:
+                for k, v in row.items():
+                    if isinstance(v, float) and k != "time":
+                        tb.add_scalar(k, v, row["step"])
+
+    def warn(at_step: int, found: list[tuple[str, str]]) -> None:
+        for kind, message in found:
+            reporter.warn(message)
+            write_row({"step": at_step, "warning": kind, "message": message})
     metrics_sums: dict[str, float] = {}
     metrics_n: dict[str, int] = {}  # per term: the phases log different terms
     interval_start, interval_steps = time.perf_counter(), 0
@@ -379,6 +397,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                 "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
                 "scalers": {k: v.state_dict() for k, v in scalers.items()},
                 "rng": capture_rng(),
+                "health": monitor.state(),
                 "config": config.model_dump(mode="json"),
                 "manifest_sha256": manifest_sha,
             }, keep=config.keep_checkpoints)
@@ -404,14 +423,26 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                   f"{spe} steps per epoch, {total_steps} steps, device {device}"
                   f"{', AMP ' + str(amp_dtype).removeprefix('torch.') if amp_dtype else ''}"
                   f"{f', {world} processes' if world > 1 else ''}; run folder {run_dir}")
-    reporter.start("train", f"train {run_dir.name}", total=max(0, total_steps - step))
+    for r in ranges:
+        if r["runs"]:
+            reporter.info(f"{r['phase']} phase: steps {r['first']}-{r['last']} ({r['epochs']} epoch{'s' if r['epochs'] != 1 else ''})")
+    if not ranges[-1]["runs"] and step < ranges[-1]["first"]:
+        warn(step, [("phase_skipped", f"the run stops at step {total_steps}, before its {ranges[-1]['phase']} phase starts at "
+                     f"step {ranges[-1]['first']}: the generator will only reconstruct photos; raise --max-steps or lower --init-epochs")])
+    shown_epochs = min(total_epochs, math.ceil(total_steps / spe))  # what --max-steps lets the run reach
+    reporter.start("train", "train", total=max(0, total_steps - step))  # the run folder is in the info line above
 
     # ---------------------------------------------------------------- the loop
     stopped = False
+    current_phase: str | None = _phase_of(phases, epoch).name if step > 0 else None
     for batch_u8 in loader:
         if step >= total_steps:
             break
         phase = _phase_of(phases, epoch)
+        if phase.name != current_phase:
+            if current_phase is not None:
+                reporter.info(f"step {step}: {current_phase} phase done; {phase.name} phase starts")
+            current_phase = phase.name
         batch = {k: to_model_range(v, device, channels_last) for k, v in batch_u8.items()}  # [N, 3, S, S] in [-1, 1]
         ctx: dict[str, Any] = {}
         step_terms: dict[str, torch.Tensor] = {}
@@ -450,8 +481,10 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             metrics_n[k] = metrics_n.get(k, 0) + 1
 
         # -------------------------------------------------------- metrics and progress
-        reporter.advance("train", 1, phase=phase.name, epoch=f"{epoch + 1}/{total_epochs}",
-                         **{k: v for k, v in step_terms.items() if not k.startswith("total_")})
+        # Short enough for an 80-column terminal: the phase, the epoch and the generator's total loss.
+        g_total = next((v for k, v in step_terms.items() if k.startswith("total_g")), None)
+        reporter.advance("train", 1, phase=phase.name, epoch=f"{epoch + 1}/{shown_epochs}",
+                         **({"loss": g_total} if g_total is not None else {}))
         if step % config.log_every == 0 or step == total_steps:
             elapsed = time.perf_counter() - interval_start
             row = {
@@ -462,19 +495,20 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                 **{f"lr/{k}": o.param_groups[0]["lr"] for k, o in optimizers.items()},
                 **recipe.metrics(),
             }
-            if is_main:
-                with open(run_dir / METRICS_NAME, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                if tb is not None:
-                    for k, v in row.items():
-                        if isinstance(v, float) and k != "time":
-                            tb.add_scalar(k, v, step)
+            write_row(row)
+            warn(step, monitor.observe_losses(row))
             metrics_sums, metrics_n = {}, {}
             interval_start, interval_steps = time.perf_counter(), 0
 
-        # -------------------------------------------------------- epoch end, checkpoints, samples
+        # -------------------------------------------------------- held-out evaluation and health
         epoch_done = epoch_step == spe
         finished = step >= total_steps
+        if is_main and (step % config.eval_every == 0 or finished):
+            means, stats = _evaluate(recipe, raw[recipe.generator_key], preview)
+            write_row({"step": step, "phase": phase.name, **{f"eval/{k}": v for k, v in {**means, **stats}.items()}})
+            warn(step, monitor.observe_eval(step, stats, means.get("edge_corr")))
+
+        # -------------------------------------------------------- epoch end, checkpoints, samples
         if epoch_done:
             export(f"epoch-{epoch + 1:04d}", epoch + 1)
             epoch, epoch_step = epoch + 1, 0
@@ -484,8 +518,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         if epoch_done or finished or abort or step % config.checkpoint_every == 0:
             save(step)
         if abort and not finished:
-            stopped = True
-            reporter.info(f"stopped at step {step}; continue with `animegan train --out {run_dir} --resume`")
+            stopped = True  # the caller says how to resume (the CLI prints the exact command)
             break
 
     # ---------------------------------------------------------------- final export
@@ -568,10 +601,11 @@ def _versions() -> dict[str, Any]:
     }
 
 
-def _write_config(run_dir: Path, config: TrainConfig, manifest_sha: str, world: int) -> None:
+def _write_config(run_dir: Path, config: TrainConfig, manifest_sha: str, world: int, total_steps: int) -> None:
     path = run_dir / CONFIG_NAME
     doc = {
         "config": config.model_dump(mode="json"),
+        "total_steps": total_steps,  # planned when this invocation started (`animegan runs` reads it)
         "versions": _versions(),
         "dataset_manifest_sha256": manifest_sha,
         "world_size": world,
@@ -612,14 +646,35 @@ def _tensorboard(run_dir: Path, step: int):
 
 
 @torch.no_grad()
-def _write_samples(path: Path, recipe: Recipe, generator: nn.Module, photos: torch.Tensor) -> None:
-    """Top row the photos, bottom row the generator's versions; `photos` [N, 3, S, S] in [-1, 1]."""
+def _generate_u8(recipe: Recipe, generator: nn.Module, photos: torch.Tensor) -> torch.Tensor:
+    """The generator's versions of `photos` ([N, 3, S, S] in [-1, 1]) in eval mode, as `[N, S, S, 3] uint8` on CPU."""
     was_training = generator.training
     generator.eval()
     try:
         out = recipe.generate(generator, photos).float().clamp(-1, 1)
     finally:
         generator.train(was_training)
-    grid = torch.cat([torch.cat(list(photos.float()), dim=2), torch.cat(list(out), dim=2)], dim=1)  # [3, 2S, N*S]
-    rgb = ((grid + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    write_image(path, rgb)
+    return _to_u8(out)
+
+
+def _to_u8(x: torch.Tensor) -> torch.Tensor:
+    """`[N, 3, H, W]` in [-1, 1] -> `[N, H, W, 3] uint8` on CPU."""
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def _write_samples(path: Path, recipe: Recipe, generator: nn.Module, photos: torch.Tensor) -> None:
+    """Top row the photos, bottom row the generator's versions; `photos` [N, 3, S, S] in [-1, 1]."""
+    out = _generate_u8(recipe, generator, photos)
+    grid = torch.cat([torch.cat(list(_to_u8(photos)), dim=1), torch.cat(list(out), dim=1)], dim=0)  # [2S, N*S, 3]
+    write_image(path, grid.numpy())
+
+
+def _evaluate(recipe: Recipe, generator: nn.Module, photos: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
+    """Held-out evaluation: (means of the paired metrics against the photos, output_stats of the outputs)."""
+    from ..evaluation.evaluate import paired_metrics
+
+    out = _generate_u8(recipe, generator, photos).numpy()
+    ref = _to_u8(photos).numpy()
+    rows = [paired_metrics(r, o) for r, o in zip(ref, out)]
+    means = {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
+    return means, output_stats(out)

@@ -107,3 +107,54 @@ def test_missing_or_invalid_dataset(tmp_path: Path):
     assert res.exit_code == 3 and "manifest.json: sets.style.0" in res.output
     res = runner.invoke(app, ["dataset", str(tmp_path / "a"), "--dataset", str(tmp_path / "b")])
     assert res.exit_code == 2
+
+
+def said(res) -> str:
+    return " ".join(res.output.split())
+
+
+def test_deleted_frames_are_named_then_pruned_with_their_twins(ds: Dataset):
+    """The first thing users do after extract-frames: delete bad frames by hand."""
+    import os
+    import time
+
+    from pipelines.fileio import encode_image
+    from conftest import skimage_photo
+
+    assert runner.invoke(app, ["make-smooth", str(ds.root), "-q"]).exit_code == 0  # real twins first
+    (ds.root / "style" / "rocket.png").unlink()
+    (ds.root / "style" / "coffee.png").unlink()
+    smooth = runner.invoke(app, ["make-smooth", str(ds.root), "-q"])
+    assert smooth.exit_code == 3
+    assert "2 files listed in the manifest are gone (first: style/coffee.png)" in said(smooth)
+    assert f"animegan dataset {ds.root} --prune" in said(smooth)
+    dry = runner.invoke(app, ["train", str(ds.root), "--dry-run", "--vgg-weights", "random"])
+    assert dry.exit_code == 3 and "--prune" in said(dry)
+
+    # an edited frame, and a temporary file a killed command left an hour ago
+    edited = encode_image(skimage_photo("chelsea", 40)[:, ::-1], ".png")
+    (ds.root / "style" / "astronaut.png").write_bytes(edited)
+    tmp = ds.root / "style" / ".f0001.a1b2c3.tmp.png"
+    tmp.write_bytes(b"half")
+    os.utime(tmp, (time.time() - 3600, time.time() - 3600))
+    assert "1 stale temporary file" in runner.invoke(app, ["dataset", str(ds.root)]).output
+
+    res = runner.invoke(app, ["dataset", str(ds.root), "--prune"])
+    assert res.exit_code == 0, res.output
+    text = said(res)
+    assert "dropped from the manifest, file gone (2): style/coffee.png, style/rocket.png" in text
+    assert "derived twins deleted with their source (2): smooth/coffee.png, smooth/rocket.png" in text
+    assert "re-recorded, file changed (1): style/astronaut.png" in text
+    assert "twins now out of date (run `animegan make-smooth` to remake them) (1): smooth/astronaut.png" in text
+    assert "stale temporary files deleted (1)" in text and not tmp.exists()
+    assert not (ds.root / "smooth" / "coffee.png").exists()
+    m = Dataset.open(ds.root).manifest
+    assert {r.path for r in m.records("style")} == {f"style/{n}.png" for n in SKIMAGE_PHOTOS if n not in ("coffee", "rocket")}
+    rec = m.find("style", "style/astronaut.png")
+    assert (rec.width, rec.height) == (60, 40)  # the edited image (chelsea at short side 40), not the old one
+
+    redo = runner.invoke(app, ["make-smooth", str(ds.root)])
+    assert redo.exit_code == 0 and "1 smoothed" in said(redo)  # only the edited frame's twin is remade
+    assert runner.invoke(app, ["dataset", str(ds.root), "--check"]).exit_code == 0
+    again = runner.invoke(app, ["dataset", str(ds.root), "--prune"])
+    assert "nothing to prune" in said(again)

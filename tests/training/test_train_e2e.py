@@ -66,8 +66,12 @@ def test_run_folder_contents(straight):
     assert doc["config"]["model"] == "animeganv2" and doc["config"]["max_steps"] == 8
     assert {"python", "torch", "animegan"} <= set(doc["versions"]) and len(doc["dataset_manifest_sha256"]) == 64
 
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    all_rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in all_rows if "step_time_s" in r]  # the loss rows
     assert [r["step"] for r in rows] == [2, 4, 6, 8]
+    evals = [r for r in all_rows if "eval/psnr" in r]  # held-out evaluation at the last step (--eval-every 500)
+    assert [r["step"] for r in evals] == [8]
+    assert {"eval/ssim", "eval/edge_corr", "eval/color_shift", "eval/mean", "eval/std", "eval/saturated"} <= set(evals[0])
     assert rows[0]["phase"] == "init" and rows[-1]["phase"] == "gan"
     assert {"loss/g_adv", "loss/content", "loss/style", "loss/color", "loss/tv", "loss/d_real",
             "loss/d_smooth", "lr/g", "lr/d", "step_time_s", "images_per_s"} <= set(rows[-1])
@@ -106,8 +110,9 @@ def test_resume_is_exact_and_reruns_are_refused(straight, tmp_path):
     res = train("--out", str(run), "--resume", "--max-steps", "8", "-q")
     assert res.exit_code == 0, res.output
     assert same_generator(run, ref)
-    rows = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert rows == [2, 4, 6, 8]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "step_time_s" in r] == [2, 4, 6, 8]  # loss rows: none lost or repeated
+    assert [r["step"] for r in rows if "eval/psnr" in r] == [6, 8]  # each invocation evaluates its last step
 
     done = train("--out", str(run), "--resume", "--max-steps", "8")
     assert done.exit_code == 0 and "already at step 8" in said(done)
@@ -161,3 +166,24 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(straight, tmp_path, monke
     assert "loss term 'color' is nan at step 2" in said(res)
     assert [s for s, _ in list_checkpoints(run)] == [0, 1]
     assert not (run / "generator.safetensors").exists()
+
+
+def test_a_run_that_ends_before_its_gan_phase_says_so_and_runs_lists_it(straight, tmp_path):
+    ds, _ = straight
+    run = tmp_path / "runs" / "short"
+    res = train(str(ds), "--out", str(run), "--vgg-weights", "random", "--image-size", "64", "--batch-size", "2",
+                "--init-epochs", "2", "--epochs", "1", "--max-steps", "2", "--workers", "0")
+    assert res.exit_code == 0, res.output
+    text = said(res)
+    assert "init phase: steps 1-2 (2 epochs)" in text
+    assert "before its gan phase starts at step 7" in text and "--max-steps" in text
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["warning"] for r in rows if "warning" in r] == ["phase_skipped"]
+
+    listed = CliRunner().invoke(app, ["runs", str(tmp_path / "runs"), "--json"])
+    assert listed.exit_code == 0, listed.output
+    (info,) = json.loads(listed.output)
+    assert (info["model"], info["step"], info["total_steps"], info["state"]) == ("animeganv2", 2, 2, "finished")
+    assert info["warnings"] == ["phase_skipped"] and "psnr" in info["eval"] and "total_g_init" in info["losses"]
+    table = CliRunner().invoke(app, ["runs", str(tmp_path / "runs")])
+    assert table.exit_code == 0 and "short" in table.output and "finished" in table.output

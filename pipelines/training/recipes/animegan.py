@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import losses as L
@@ -46,7 +47,8 @@ class AnimeGANRecipe(Recipe):
             values = (1.5, 3.0, 10.0, 0.0, 1.0, 1.0, 1.0, 0.1)
         else:
             values = V2_STYLE_WEIGHTS[style]
-        return {"adv": 300.0, "d_adv": 300.0, **dict(zip(_WEIGHT_NAMES, values))}
+        # recon: a pixel L1 term in the init phase (0 in the reference recipe; see docs/training.md)
+        return {"adv": 300.0, "d_adv": 300.0, **dict(zip(_WEIGHT_NAMES, values)), "recon": 0.0}
 
     # -- networks and optimizers -----------------------------------------------------------------
     def build_networks(self) -> dict[str, nn.Module]:
@@ -88,7 +90,10 @@ class AnimeGANRecipe(Recipe):
         if phase == "init":
             with torch.no_grad():
                 feat_photo = vgg(photo)
-            return {"content": w["content"] * L.content_loss(feat_photo.float(), vgg(fake).float())}
+            terms = {"content": w["content"] * L.content_loss(feat_photo.float(), vgg(fake).float())}
+            if w.get("recon", 0.0) > 0:
+                terms["recon"] = w["recon"] * F.l1_loss(fake.float(), photo.float())
+            return terms
 
         d = nets["discriminator"]
         if update.optimizer == "d":

@@ -1,0 +1,81 @@
+"""`animegan eval` and `animegan runs`: how good outputs are, and where each training run stands (docs/eval.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .console import RichReporter, out_console, run
+
+
+def eval_cmd(
+    outputs: list[Path] = typer.Argument(..., help="Output images or folders (as stylize or colorize wrote them).", metavar="OUTPUTS..."),
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="The inputs the outputs were made from (file or folder), paired by relative path: PSNR, SSIM, MS-SSIM, edge correlation, colour shift.", show_default=False),
+    style: Optional[Path] = typer.Option(None, "--style", help="A dataset folder: distances of the outputs (and inputs) to its style set.", show_default=False),
+    style_set: str = typer.Option("style", "--style-set", help="The dataset set --style and --fid-against compare with."),
+    vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="With --style: also a VGG19 Gram-matrix distance (imagenet, random or a PATH, as for train).", show_default=False),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="The FID Inception file pt_inception-2015-12-05-6726825d.pth: adds FID and KID (needs the torch-fidelity package).", show_default=False),
+    fid_against: Optional[Path] = typer.Option(None, "--fid-against", help="Folder of images (or a dataset: its --style-set) FID/KID compare with. Default: --style.", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: metrics (name -> mean), per-image values, protocol."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Measure outputs with figures published work uses: PSNR, SSIM, MS-SSIM, edges, colour shift, style distances, FID/KID."""
+    from pipelines.evaluation.evaluate import EvalOptions, evaluate, format_table, require_outputs
+
+    options = EvalOptions(reference=reference, style=style, style_set=style_set, vgg_weights=vgg_weights,
+                          inception_weights=inception_weights, fid_against=fid_against)
+    with RichReporter(quiet=quiet or as_json) as reporter:
+        result = run(lambda: evaluate(outputs, options, reporter))
+        run(lambda: require_outputs(result))
+    if as_json:
+        out_console.print_json(json.dumps(result.to_json()))
+    else:
+        n = len(result.images)
+        out_console.print(f"{n} output{'s' if n != 1 else ''} measured" + (f", {result.failed} unreadable" if result.failed else ""))
+        for line in format_table(result):
+            out_console.print(line, markup=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def runs_cmd(
+    folder: Path = typer.Argument(Path("runs"), help="A folder of run folders, or one run folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of the table."),
+) -> None:
+    """Where each training run stands: model, style, steps, last losses and evaluation, state."""
+    from pipelines.training.runs import list_runs
+
+    runs = list_runs(folder)
+    if as_json:
+        out_console.print_json(json.dumps([r.to_json() for r in runs]))
+        return
+    if not runs:
+        out_console.print(f"no training runs in {folder} (a run folder holds config.json)", markup=False)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("run", "model", "style", "steps", "G loss", "D loss", "edge", "PSNR", "state"):
+        table.add_column(col, justify="right" if col in ("steps", "G loss", "D loss", "edge", "PSNR") else "left")
+    for r in runs:
+        g = r.losses.get("total_g", r.losses.get("total_g_init"))
+        d = r.losses.get("total_d")
+        table.add_row(
+            Path(r.path).name, r.model, r.style if r.model != "whitebox" else "-",
+            f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step),
+            _num(g), _num(d), _num(r.eval.get("edge_corr"), ".3f"), _num(r.eval.get("psnr"), ".1f"),
+            r.state + (f" ({', '.join(r.warnings)})" if r.warnings else ""),
+        )
+    out_console.print(table)
+
+
+def _num(v: float | None, fmt: str = ".4g") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
+    app.command("runs")(runs_cmd)

@@ -1,0 +1,1 @@
+"""Evaluation: image-quality metrics, FID/KID, and the `eval` command (imports data, models, shared)."""

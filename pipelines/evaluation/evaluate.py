@@ -1,0 +1,266 @@
+"""`animegan eval`: how good a set of outputs is, in figures published work uses (docs/eval.md).
+
+Outputs are paired with their inputs (`--reference`) by relative path without the suffix: the layout
+`stylize` and `colorize` write, whatever `--format` they wrote. Per pair: PSNR, SSIM, MS-SSIM, edge
+correlation and colour shift (pipelines.evaluation.metrics). Against a dataset's style set
+(`--style`): colour-histogram distance and, with VGG weights, Gram-matrix distance, for the outputs and
+for their inputs, so a user sees whether the outputs moved towards the style. With an Inception file:
+FID and KID (pipelines.evaluation.fid).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..errors import AnimeganError, InputError
+from ..fileio import is_image_path, iter_files, read_image
+from ..progress import Reporter
+from . import metrics as M
+
+PSNR_CAP = 100.0  # dB given to identical pairs, so that means stay finite (a common convention)
+GRAM_SIDE = 256  # images are resized to this short side before their VGG Gram matrix is taken
+
+
+@dataclass
+class EvalOptions:
+    reference: Path | None = None  # inputs the outputs were made from (file or folder)
+    style: Path | None = None  # a dataset folder; its `style_set` is the target style
+    style_set: str = "style"
+    vgg_weights: str | None = None  # imagenet | random | PATH: enables the Gram distance
+    inception_weights: Path | None = None  # enables FID and KID
+    fid_against: Path | None = None  # folder of images, or a dataset (its `style_set`); default: --style
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float] = field(default_factory=dict)  # metric name -> mean over the outputs
+    images: list[dict[str, Any]] = field(default_factory=list)  # one row per output
+    unpaired: list[str] = field(default_factory=list)  # outputs with no reference image
+    failed: int = 0  # outputs or references that could not be read (each already warned about)
+    protocol: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "count": len(self.images), "images": self.images,
+                "unpaired": self.unpaired, "failed": self.failed, "protocol": self.protocol}
+
+
+def paired_metrics(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """Every paired metric of one `[H, W, 3] uint8` pair (same size); MS-SSIM only when large enough."""
+    row = {name: fn(reference, output) for name, fn in M.PAIRED_METRICS.items()}
+    row["psnr"] = min(row["psnr"], PSNR_CAP)
+    ms = M.ms_ssim(reference, output)
+    if ms is not None:
+        row["ms_ssim"] = ms
+    return row
+
+
+def _key(rel: Path) -> str:
+    return rel.with_suffix("").as_posix()
+
+
+def _files(path: Path) -> list[tuple[Path, str]]:
+    """(file, pairing key) for an image file or every image under a folder."""
+    return [(f, _key(f.relative_to(root)) if root != f else f.stem) for f, root in iter_files([path], is_image_path)]
+
+
+def _read(path: Path, reporter: Reporter) -> np.ndarray | None:
+    try:
+        return read_image(path)
+    except InputError as exc:
+        reporter.warn(str(exc))
+        return None
+
+
+def _style_files(dataset: Path, set_name: str) -> list[Path]:
+    from ..data.manifest import Dataset
+
+    ds = Dataset.open(dataset)
+    records = ds.manifest.records(set_name)
+    if not records:
+        raise InputError(dataset, f"the dataset has no '{set_name}' images to compare with")
+    return [ds.abspath(r.path) for r in records]
+
+
+def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> EvalResult:
+    """Measure `outputs` (files or folders) as `options` asks; see the module doc."""
+    result = EvalResult()
+    extractor = None
+    if options.inception_weights is not None:  # fail before the long passes, not after them
+        from .fid import load_inception
+
+        if options.fid_against is None and options.style is None:
+            raise InputError(options.inception_weights, "FID/KID need a set to compare with: --fid-against FOLDER or --style DATASET")
+        extractor = load_inception(options.inception_weights)
+    out_files = [f for p in outputs for f in _files(Path(p))]
+    if not out_files:
+        raise InputError(outputs[0] if outputs else None, "no image files to evaluate")
+    refs: dict[str, Path] = {}
+    if options.reference is not None:
+        ref_files = _files(options.reference)
+        if options.reference.is_file():
+            refs = {k: options.reference for _, k in out_files} if len(out_files) == 1 else {}
+        for f, k in ref_files:
+            refs.setdefault(k, f)
+        result.protocol["paired"] = ("outputs and references paired by relative path without suffix; RGB, data range "
+                                     "255; references resized to the output's size (area) when sizes differ")
+
+    # ---- paired metrics -------------------------------------------------------------------------
+    readable: list[tuple[Path, Path | None]] = []  # (output, its reference) for the later passes, re-read there
+    out_hist: list[np.ndarray] = []
+    ref_hist: list[np.ndarray] = []
+    resized = 0
+    reporter.start("eval", "measure outputs", total=len(out_files))
+    for f, key in out_files:
+        out = _read(f, reporter)
+        row: dict[str, Any] = {"output": str(f)}
+        ref_img, ref_path = None, None
+        if out is None:
+            result.failed += 1
+        elif options.reference is not None:
+            ref_path = refs.get(key)
+            if ref_path is None:
+                result.unpaired.append(str(f))
+            else:
+                ref_img = _read(ref_path, reporter)
+                if ref_img is None:
+                    result.failed += 1
+                    ref_path = None
+                else:
+                    ref_hist.append(M.color_histogram(ref_img))
+                    row["reference"] = str(ref_path)
+                    if ref_img.shape != out.shape:
+                        ref_img = cv2.resize(ref_img, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_AREA)
+                        resized += 1
+                    row.update(paired_metrics(ref_img, out))
+        if out is not None:
+            result.images.append(row)
+            readable.append((f, ref_path))
+            out_hist.append(M.color_histogram(out))
+        reporter.advance("eval")
+    reporter.finish("eval")
+    if result.unpaired:
+        reporter.warn(f"{options.reference}: no reference image for {len(result.unpaired)} of {len(out_files)} outputs "
+                      f"(first: {result.unpaired[0]}); they are left out of the paired means")
+    if resized:
+        reporter.info(f"{resized} reference image{'s' if resized != 1 else ''} resized to the output's size")
+    for name in ("psnr", "ssim", "ms_ssim", "edge_corr", "color_shift"):
+        values = [r[name] for r in result.images if name in r]
+        if values:
+            result.metrics[name] = float(np.mean(values))
+
+    # ---- style distances ------------------------------------------------------------------------
+    if options.style is not None:
+        style_paths = _style_files(options.style, options.style_set)
+        style_hist = np.mean([M.color_histogram(x) for x in _iter_readable(style_paths, reporter)], axis=0)
+        result.metrics["style_hist"] = M.histogram_distance(np.mean(out_hist, axis=0), style_hist)
+        if ref_hist:
+            result.metrics["input_style_hist"] = M.histogram_distance(np.mean(ref_hist, axis=0), style_hist)
+        result.protocol["style_hist"] = ("Bhattacharyya distance between the mean 8x8x8 RGB histograms of the "
+                                         f"outputs and of {options.style}'s '{options.style_set}' set")
+        if options.vgg_weights:
+            gram = _GramDistance(options.vgg_weights, reporter)
+            target = gram.mean_gram(_iter_readable(style_paths, reporter))
+            result.metrics["style_gram"] = gram.distance(gram.mean_gram(_iter_readable([o for o, _ in readable], reporter)), target)
+            ref_paths = [r for _, r in readable if r is not None]
+            if ref_paths:
+                result.metrics["input_style_gram"] = gram.distance(gram.mean_gram(_iter_readable(ref_paths, reporter)), target)
+            result.protocol["style_gram"] = (f"L1 between mean VGG19 conv4_4 Gram matrices ({options.vgg_weights} weights, "
+                                             f"short side {GRAM_SIDE}), relative to the style set's mean |Gram|")
+
+    # ---- FID / KID ------------------------------------------------------------------------------
+    if extractor is not None:
+        from .fid import fid_kid, image_features
+
+        against = options.fid_against or options.style
+        real_paths = (_style_files(against, options.style_set) if (Path(against) / "manifest.json").is_file()
+                      else [f for f, _ in _files(Path(against))])
+        reporter.start("fid", "Inception features", total=len(real_paths) + len(readable))
+        tick = lambda: reporter.advance("fid")  # noqa: E731
+        real = image_features(extractor, _iter_readable(real_paths, reporter), tick)
+        fake = image_features(extractor, _iter_readable([o for o, _ in readable], reporter), tick)
+        reporter.finish("fid")
+        r = fid_kid(real, fake)
+        result.metrics.update({"fid": r.fid, "kid": r.kid_mean, "kid_std": r.kid_std})
+        result.protocol["fid"] = (f"torchmetrics FID/KID over torch-fidelity's Inception-v3 pool3 (2048-d), each image at "
+                                  f"its own size (resized to 299 inside the network); {r.real} images of {against} "
+                                  f"against {r.fake} outputs; KID subsets of {min(1000, r.real, r.fake)}")
+    return result
+
+
+def _iter_readable(paths: list[Path], reporter: Reporter) -> Iterator[np.ndarray]:
+    for p in paths:
+        img = _read(p, reporter)
+        if img is not None:
+            yield img
+
+
+class _GramDistance:
+    """Mean VGG19 conv4_4 Gram matrix of an image set, and a relative L1 distance between two of them."""
+
+    def __init__(self, vgg_weights: str, reporter: Reporter):
+        import torch
+
+        from ..models.vgg import build_vgg
+
+        # A fixed seed: with `random` weights the network (and so the figure) is the same every time.
+        state = torch.random.get_rng_state()
+        torch.manual_seed(0)
+        try:
+            self.vgg = build_vgg(vgg_weights, log=reporter.info)
+        finally:
+            torch.random.set_rng_state(state)
+
+    def mean_gram(self, images: Iterable[np.ndarray]) -> np.ndarray:
+        import torch
+
+        total, n = None, 0
+        with torch.no_grad():
+            for img in images:
+                h, w = img.shape[:2]
+                scale = GRAM_SIDE / min(h, w)
+                small = cv2.resize(img, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+                x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W] in [-1, 1]
+                f = self.vgg(x)[0]  # [512, h, w]
+                f = f.reshape(f.shape[0], -1)
+                g = (f @ f.T / f.numel()).double().numpy()  # the training losses' Gram: F^T F / (H*W*C)
+                total = g if total is None else total + g
+                n += 1
+        if total is None:
+            raise AnimeganError("no readable image to take a Gram matrix of")
+        return total / n
+
+    @staticmethod
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        denom = float(np.abs(b).mean())
+        return float(np.abs(a - b).mean() / denom) if denom > 0 and math.isfinite(denom) else float("nan")
+
+
+def format_table(result: EvalResult) -> list[str]:
+    """The means as aligned text lines, with what each figure means."""
+    explain = {
+        "psnr": "dB, higher = closer to the reference",
+        "ssim": "0..1, higher = closer structure and contrast",
+        "ms_ssim": "0..1, multi-scale SSIM",
+        "edge_corr": "-1..1, higher = the reference's edges kept",
+        "color_shift": "CIEDE2000, lower = same colours (>10: a cast)",
+        "style_hist": "0..1, lower = palette closer to the style set",
+        "input_style_hist": "the same for the inputs",
+        "style_gram": "lower = texture statistics closer to the style set",
+        "input_style_gram": "the same for the inputs",
+        "fid": "lower = closer to the compared set",
+        "kid": "lower = closer (x1000 is often quoted)",
+        "kid_std": "spread of KID over its subsets",
+    }
+    return [f"{name:<17}{value:>10.4f}   {explain.get(name, '')}" for name, value in result.metrics.items()]
+
+
+def require_outputs(result: EvalResult) -> None:
+    if not result.images:
+        raise AnimeganError("no output could be read; nothing was measured")

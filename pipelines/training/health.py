@@ -1,0 +1,134 @@
+"""Training health, said while it happens: the failures users of the reference trainers found only
+after days (FACTS 8.2, 8.3) are looked for in every metrics row and every held-out evaluation.
+
+`HealthMonitor.observe_losses(row)` and `.observe_eval(row)` return the warnings that newly apply,
+each one line; the loop prints them and writes them to metrics.jsonl. A condition warns once, and
+again only after it has cleared. The thresholds are named constants below; docs/training.md explains
+each check.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# The discriminator has collapsed when its loss stays below this fraction of its value in the first
+# GAN rows for COLLAPSE_ROWS rows in a row, while the generator's adversarial loss is above its own
+# early value by ADV_RISE: D wins every time and G's adversarial signal is saturated.
+COLLAPSE_FRACTION = 0.1
+COLLAPSE_ROWS = 3
+ADV_RISE = 1.5
+BASELINE_ROWS = 3  # GAN rows that set the early values
+
+# Outputs of the held-out photos, `[N, H, W, 3] uint8`: flat when the per-image standard deviation is
+# below FLAT_STD (in 0..255); black when the mean is below BLACK_MEAN; saturated when more than
+# SATURATED_FRACTION of the values are 0 or 255.
+FLAT_STD = 4.0
+BLACK_MEAN = 12.0
+SATURATED_FRACTION = 0.5
+
+# The content score (edge correlation with the input) falls steadily when it dropped in each of the
+# last FALLING_EVALS evaluations and by more than FALLING_DROP from its best.
+FALLING_EVALS = 3
+FALLING_DROP = 0.1
+
+
+def output_stats(outputs: np.ndarray) -> dict[str, float]:
+    """Brightness, contrast and clipping of generated images `[N, H, W, 3] uint8`."""
+    x = outputs.reshape(outputs.shape[0], -1).astype(np.float32)
+    return {
+        "mean": float(x.mean()),
+        "std": float(np.mean(x.std(axis=1))),  # within each image, averaged
+        "saturated": float(np.mean((outputs == 0) | (outputs == 255))),
+    }
+
+
+@dataclass
+class HealthMonitor:
+    d_key: str = "loss/total_d"
+    adv_key: str = "loss/g_adv"
+    content_key: str = "eval/edge_corr"
+    _early_d: list[float] = field(default_factory=list)
+    _early_adv: list[float] = field(default_factory=list)
+    _low_d_rows: int = 0
+    _content: deque = field(default_factory=lambda: deque(maxlen=FALLING_EVALS + 1))
+    _best_content: float = float("-inf")
+    _active: set[str] = field(default_factory=set)
+
+    def _once(self, kind: str, condition: bool, message: str) -> list[tuple[str, str]]:
+        if condition and kind not in self._active:
+            self._active.add(kind)
+            return [(kind, message)]
+        if not condition:
+            self._active.discard(kind)
+        return []
+
+    def observe_losses(self, row: dict[str, Any]) -> list[tuple[str, str]]:
+        """(kind, message) pairs for a metrics row of the GAN phase (other rows are ignored)."""
+        d, adv = row.get(self.d_key), row.get(self.adv_key)
+        if row.get("phase") != "gan" or d is None:
+            return []
+        if len(self._early_d) < BASELINE_ROWS:
+            self._early_d.append(float(d))
+            if adv is not None:
+                self._early_adv.append(float(adv))
+            return []
+        d0 = float(np.median(self._early_d))
+        self._low_d_rows = self._low_d_rows + 1 if d < COLLAPSE_FRACTION * d0 else 0
+        adv0 = float(np.median(self._early_adv)) if self._early_adv else None
+        rising = adv is None or adv0 is None or adv > ADV_RISE * adv0
+        collapsed = self._low_d_rows >= COLLAPSE_ROWS and rising
+        return self._once("d_collapse", collapsed,
+                          f"step {row['step']}: the discriminator has collapsed (its loss {d:.3g} is under "
+                          f"{COLLAPSE_FRACTION:g}x its early {d0:.3g} for {self._low_d_rows} rows"
+                          + (f", generator adversarial loss up from {adv0:.3g} to {adv:.3g}" if adv0 and adv else "")
+                          + "); try a lower --lr-d, a higher --d-adv-weight ratio, or more style images")
+
+    def observe_eval(self, step: int, stats: dict[str, float], content: float | None) -> list[tuple[str, str]]:
+        """(kind, message) pairs from the held-out outputs' `output_stats` and their content score."""
+        found = []
+        found += self._once("black", stats["mean"] < BLACK_MEAN,
+                            f"step {step}: the outputs are black (mean brightness {stats['mean']:.1f} of 255)")
+        found += self._once("flat", stats["mean"] >= BLACK_MEAN and stats["std"] < FLAT_STD,
+                            f"step {step}: the outputs are flat (contrast {stats['std']:.1f} of 255): the generator "
+                            "has stopped following its input")
+        found += self._once("saturated", stats["saturated"] > SATURATED_FRACTION,
+                            f"step {step}: {stats['saturated']:.0%} of the output values are clipped at 0 or 255")
+        if content is not None:
+            self._content.append(content)
+            self._best_content = max(self._best_content, content)
+            seq = list(self._content)
+            falling = (len(seq) == FALLING_EVALS + 1 and all(b < a for a, b in zip(seq, seq[1:]))
+                       and self._best_content - content > FALLING_DROP)
+            found += self._once("content_falling", falling,
+                                f"step {step}: the content score (edge correlation with the input) fell in each of the "
+                                f"last {FALLING_EVALS} evaluations, to {content:.3f} from a best of {self._best_content:.3f}; "
+                                "the style terms are overpowering the content term")
+        return found
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps so that a resumed run warns as a straight one would."""
+        return {"early_d": self._early_d, "early_adv": self._early_adv, "low_d_rows": self._low_d_rows,
+                "content": list(self._content), "best_content": self._best_content, "active": sorted(self._active)}
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        self._early_d, self._early_adv = list(s["early_d"]), list(s["early_adv"])
+        self._low_d_rows = int(s["low_d_rows"])
+        self._content = deque(s["content"], maxlen=FALLING_EVALS + 1)
+        self._best_content = float(s["best_content"])
+        self._active = set(s["active"])
+
+
+def phase_ranges(phases: list[tuple[str, int]], steps_per_epoch: int, total_steps: int) -> list[dict[str, Any]]:
+    """Each phase's first and last step (1-based) given (name, epochs) in order; phases past
+    `total_steps` get `first` > `total_steps` and `runs: False`."""
+    out, start = [], 0
+    for name, epochs in phases:
+        first, last = start + 1, start + epochs * steps_per_epoch
+        out.append({"phase": name, "epochs": epochs, "first": first, "last": min(last, total_steps),
+                    "runs": first <= total_steps})
+        start = last
+    return out

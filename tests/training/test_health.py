@@ -1,0 +1,77 @@
+"""Training health warnings, each triggered by a constructed history (and silent on a healthy one)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipelines.training.health import HealthMonitor, output_stats, phase_ranges
+
+
+def gan_row(step, d, adv):
+    return {"step": step, "phase": "gan", "loss/total_d": d, "loss/g_adv": adv}
+
+
+def kinds(found):
+    return [k for k, _ in found]
+
+
+def test_discriminator_collapse_warns_once_and_rearms():
+    m = HealthMonitor()
+    history = [gan_row(s, d, a) for s, d, a in [(10, 1.0, 1.0), (20, 0.9, 1.1), (30, 1.1, 0.9)]]  # the early values
+    history += [gan_row(40 + 10 * i, 0.02, 3.0) for i in range(4)]  # D near 0, G's adversarial loss x3
+    found = [f for row in history for f in m.observe_losses(row)]
+    assert kinds(found) == ["d_collapse"]
+    assert "step 60" in found[0][1] and "discriminator has collapsed" in found[0][1]
+    assert m.observe_losses(gan_row(90, 1.0, 1.0)) == []  # recovered: the condition clears...
+    again = [f for s in (100, 110, 120) for f in m.observe_losses(gan_row(s, 0.01, 4.0))]
+    assert kinds(again) == ["d_collapse"]  # ...and a new collapse is said again
+
+
+def test_a_healthy_or_init_phase_history_says_nothing():
+    m = HealthMonitor()
+    rows = [{"step": s, "phase": "init", "loss/total_g_init": 0.1} for s in (10, 20)]
+    rows += [gan_row(30 + 10 * i, 1.0 - 0.02 * i, 1.0 + 0.01 * i) for i in range(20)]
+    assert [f for r in rows for f in m.observe_losses(r)] == []
+    # D low but G's adversarial loss not climbing: a strong D is not yet a collapse
+    m2 = HealthMonitor()
+    rows = [gan_row(s, 1.0, 1.0) for s in (10, 20, 30)] + [gan_row(40 + i, 0.05, 1.0) for i in range(5)]
+    assert [f for r in rows for f in m2.observe_losses(r)] == []
+
+
+def test_black_flat_and_saturated_outputs():
+    rng = np.random.default_rng(0)
+    photo_like = rng.integers(30, 220, (2, 32, 32, 3), dtype=np.uint8)
+    assert HealthMonitor().observe_eval(5, output_stats(photo_like), 0.8) == []
+    black = np.full((2, 32, 32, 3), 3, np.uint8)
+    assert kinds(HealthMonitor().observe_eval(5, output_stats(black), 0.0)) == ["black"]
+    flat = np.full((2, 32, 32, 3), 120, np.uint8)
+    assert kinds(HealthMonitor().observe_eval(5, output_stats(flat), 0.0)) == ["flat"]
+    clipped = np.where(rng.random((2, 32, 32, 3)) < 0.5, 0, 255).astype(np.uint8)
+    assert kinds(HealthMonitor().observe_eval(5, output_stats(clipped), 0.5)) == ["saturated"]
+
+
+def test_content_score_falling_steadily():
+    m = HealthMonitor()
+    stats = {"mean": 120.0, "std": 50.0, "saturated": 0.0}
+    said = [k for step, c in enumerate([0.80, 0.82, 0.78, 0.74, 0.69]) for k in kinds(m.observe_eval(step, stats, c))]
+    assert said == ["content_falling"]
+    m = HealthMonitor()  # small wobbles around a level are not a fall
+    said = [k for step, c in enumerate([0.80, 0.79, 0.785, 0.78, 0.775]) for k in kinds(m.observe_eval(step, stats, c))]
+    assert said == []
+
+
+def test_state_round_trip_keeps_what_a_resumed_run_needs():
+    m = HealthMonitor()
+    for row in [gan_row(s, 1.0, 1.0) for s in (10, 20, 30)] + [gan_row(40, 0.01, 3.0), gan_row(50, 0.01, 3.0)]:
+        m.observe_losses(row)
+    resumed = HealthMonitor()
+    resumed.load_state(m.state())
+    assert kinds(resumed.observe_losses(gan_row(60, 0.01, 3.0))) == ["d_collapse"]  # the third low row, as straight
+
+
+def test_phase_ranges():
+    r = phase_ranges([("init", 2), ("gan", 10)], steps_per_epoch=5, total_steps=30)
+    assert r == [{"phase": "init", "epochs": 2, "first": 1, "last": 10, "runs": True},
+                 {"phase": "gan", "epochs": 10, "first": 11, "last": 30, "runs": True}]
+    short = phase_ranges([("init", 2), ("gan", 10)], steps_per_epoch=5, total_steps=8)
+    assert short[0]["last"] == 8 and short[1]["runs"] is False
