@@ -8,7 +8,6 @@ to a local torchvision-format file, or `random` (explicit, for tests and smoke r
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, TrainingError
+from .weights import describe_unloadable
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
@@ -123,11 +123,8 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:
             sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files
-    except pickle.UnpicklingError:
-        raise InputError(path, "refused to load: the file holds Python objects other than tensors "
-                               "(only plain state dicts are accepted)") from None
-    except Exception as exc:
-        raise InputError(path, f"not a readable PyTorch weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    except Exception as exc:  # refused objects, foreign or damaged files: one line, never "retry unsafely"
+        raise InputError(path, describe_unloadable(path, exc)) from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

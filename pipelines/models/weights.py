@@ -151,23 +151,65 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, meta
 
 
-def _pickle_culprit(exc: BaseException) -> str:
-    # torch's message leads with advice to retry unsafely; keep only the line naming the object.
-    for line in str(exc).splitlines():
-        if "GLOBAL" in line or "Unsupported" in line:
-            return f" ({line.strip()[:160]})"
-    return ""
+def sniff_kind(path: Path) -> str:
+    """What a weights file is, from its first bytes: zip (torch.save), pickle (legacy torch.save),
+    safetensors, onnx, text or unknown. Lets a wrong file get a message that says what it is."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return "unknown"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (100 << 20):
+        return "safetensors"
+    # An ONNX ModelProto opens with field 1 (ir_version, a small varint) and then field 2 or later.
+    if path.suffix.lower() == ".onnx" or (len(head) >= 3 and head[0] == 0x08 and head[1] < 0x20 and head[2] in (0x12, 0x1A, 0x22, 0x3A)):
+        return "onnx"
+    try:
+        text = head.decode("utf-8")
+        if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+            return "text"
+    except UnicodeDecodeError:
+        pass
+    return "unknown"
+
+
+def describe_unloadable(path: Path, exc: BaseException) -> str:
+    """One line for a file `torch.load(weights_only=True)` refused or could not read. Never passes on
+    PyTorch's own advice to retry with weights_only=False: that would run code from the file."""
+    if isinstance(exc, pickle.UnpicklingError) and "GLOBAL" in str(exc):
+        culprit = next((line.strip()[:160] for line in str(exc).splitlines() if "GLOBAL" in line), "")
+        return ("refused to load: the file holds Python objects other than tensors, which could run code"
+                + (f" ({culprit})" if culprit else "") + "; only plain state dicts of tensors are accepted")
+    kind = sniff_kind(path)
+    expected = "a PyTorch state dict saved with torch.save"
+    if kind == "onnx":
+        return ("an ONNX model, not PyTorch weights: ONNX files are for onnxruntime and other runtimes; pass the run "
+                "folder or the generator.safetensors it was exported from")
+    if kind == "text":
+        return f"a text file, not weights (expected {expected})"
+    if kind in ("zip", "pickle"):
+        return f"a damaged or truncated PyTorch file ({type(exc).__name__}: {_first_line(exc)})"
+    return f"not a PyTorch weights file (expected {expected}: a zip archive, or a legacy pickle)"
+
+
+def load_torch_file(path: Path) -> Any:
+    """`torch.load(path, weights_only=True)` on CPU; any failure is an `InputError` naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling, zip and key errors: each becomes one line
+        raise InputError(path, describe_unloadable(path, exc)) from None
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses any object that is not a tensor or plain container: never run it.
-        raise InputError(path, f"refused to load: the file holds Python objects other than tensors, "
-                               f"which could run code{_pickle_culprit(exc)}; only plain state dicts are accepted") from None
-    except Exception as exc:
-        raise InputError(path, f"not a readable PyTorch weights file ({_first_line(exc)})") from None
+    obj = load_torch_file(path)
+    if isinstance(obj, dict) and "networks" in obj and "optimizers" in obj:
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        raise InputError(path, f"a training checkpoint, not exported weights: pass the run folder instead "
+                               f"(--weights {run}), which holds generator.safetensors")
     return _unwrap_state_dict(obj, path)
 
 
@@ -235,10 +277,11 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
     The model is in eval mode on `device`. Unknown layouts and files holding code -> `InputError`.
     """
     source = resolve_weights_file(path)
-    with open(source, "rb") as fh:
-        head = fh.read(9)
+    kind = sniff_kind(source)
+    if kind == "onnx":
+        raise InputError(source, describe_unloadable(source, ValueError("onnx")))
     info: dict[str, Any] | None = None
-    if source.suffix.lower() == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+    if source.suffix.lower() == ".safetensors" or kind == "safetensors":
         sd, meta = _read_safetensors(source)
         if METADATA_KEY in meta:
             try:
@@ -257,9 +300,16 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
     sd = _strip_prefixes(sd)
 
     if info is not None:
+        if not isinstance(info, dict):
+            raise InputError(source, f"the '{METADATA_KEY}' description is a {type(info).__name__}, not a JSON object")
+        version = info.get("format_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise InputError(source, f"the description's format_version is {version!r}, not a whole number")
+        if not isinstance(info.get("arch_kwargs") or {}, dict):
+            raise InputError(source, f"the description's arch_kwargs is {info.get('arch_kwargs')!r}, not a JSON object")
         if info.get("format") != FORMAT_NAME:
             raise InputError(source, f"description has format {info.get('format')!r}, expected {FORMAT_NAME!r}")
-        if int(info.get("format_version", 0)) > FORMAT_VERSION:
+        if version > FORMAT_VERSION:
             raise InputError(source, f"format version {info.get('format_version')} is newer than this animegan "
                                      f"understands ({FORMAT_VERSION}); upgrade animegan")
         arch = info.get("architecture")

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import TrainingError
+from ..errors import InputError, TrainingError
+from ..models.weights import load_torch_file
 from ..fileio import atomic_path
 
 CHECKPOINT_DIR = "checkpoints"
@@ -65,9 +66,9 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint with `weights_only=True` (never runs code from the file); errors name the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise TrainingError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        state = load_torch_file(path)
+    except InputError as exc:  # a poisoned, truncated or foreign file: one line, never "retry unsafely"
+        raise TrainingError(f"{path}: not a usable checkpoint: {exc.problem}") from None
     if not isinstance(state, dict) or "step" not in state or "networks" not in state:
         raise TrainingError(f"{path}: not an animegan training checkpoint (no 'step' or 'networks')")
     return state

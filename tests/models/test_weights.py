@@ -148,3 +148,64 @@ def test_find_latest_run_and_fingerprint(tmp_path: Path):
     save_generator(gen, "animegan_v2", {}, runs / "b", {})  # re-export changes the fingerprint
     assert weights_fingerprint(runs / "b") != before
     assert find_latest_run(runs) == runs / "b"
+
+
+def test_wrong_kinds_of_file_say_what_they_are(tmp_path: Path):
+    """ONNX exports, text, random bytes and training checkpoints passed as --weights: one line each
+    saying what the file is and what to pass instead."""
+    import io
+
+    onnx_like = tmp_path / "model.onnx"
+    onnx_like.write_bytes(b"\x08\x07\x12\x07pytorch" + bytes(64))
+    with pytest.raises(InputError, match=r"model\.onnx: an ONNX model, not PyTorch weights.*run folder"):
+        load_generator(onnx_like)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, these are not weights\n")
+    with pytest.raises(InputError, match=r"notes\.pt: a text file, not weights \(expected a PyTorch state dict"):
+        load_generator(text)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InputError, match=r"junk\.pt: not a PyTorch weights file \(expected a PyTorch state dict"):
+        load_generator(junk)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = run / "checkpoints" / "step-0000010.pt"
+    buf = io.BytesIO()
+    torch.save({"step": 10, "networks": {"generator": build_generator("animegan_v2").state_dict()},
+                "optimizers": {}, "rng": {}}, buf)
+    ckpt.write_bytes(buf.getvalue())
+    with pytest.raises(InputError, match=rf"a training checkpoint, not exported weights: pass the run folder instead \(--weights {run}\)"):
+        load_generator(ckpt)
+
+
+def test_poisoned_checkpoint_is_refused_without_unsafe_advice(tmp_path: Path):
+    from pipelines.errors import TrainingError
+    from pipelines.training.checkpoints import load_checkpoint
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "step-0000001.pt"
+    torch.save({"step": 1, "networks": {}, "x": Payload()}, path)
+    with pytest.raises(TrainingError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert "refused to load" in msg and "\n" not in msg
+    assert "weights_only" not in msg and "False" not in msg  # never relays "retry with weights_only=False"
+
+
+@pytest.mark.parametrize("description, problem", [
+    ('{"format": "animegan-generator", "format_version": "one", "architecture": "animegan_v2"}', "format_version is 'one', not a whole number"),
+    ('{"format": "animegan-generator", "format_version": true, "architecture": "animegan_v2"}', "format_version is True"),
+    ('{"format": "animegan-generator", "format_version": 1, "architecture": "animegan_v2", "arch_kwargs": "x"}', "arch_kwargs is 'x', not a JSON object"),
+    ('[1, 2, 3]', "description is a list, not a JSON object"),
+])
+def test_hostile_descriptions_are_one_line(tmp_path: Path, description: str, problem: str):
+    from pipelines.models.weights import METADATA_KEY
+
+    path = tmp_path / "g.safetensors"
+    save_file(build_generator("animegan_v2").state_dict(), str(path), metadata={METADATA_KEY: description})
+    with pytest.raises(InputError) as err:
+        load_generator(path)
+    assert problem in str(err.value) and str(err.value).startswith(str(path))

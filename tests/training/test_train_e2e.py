@@ -187,3 +187,43 @@ def test_a_run_that_ends_before_its_gan_phase_says_so_and_runs_lists_it(straight
     assert info["warnings"] == ["phase_skipped"] and "psnr" in info["eval"] and "total_g_init" in info["losses"]
     table = CliRunner().invoke(app, ["runs", str(tmp_path / "runs")])
     assert table.exit_code == 0 and "short" in table.output and "finished" in table.output
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_or_sigterm_saves_a_checkpoint_and_says_how_to_resume(straight, tmp_path, sig, code):
+    """Ctrl-C / `docker stop` with 2 loader workers: the current step finishes, a checkpoint is written at
+    that step (not the last periodic one), the exact resume command is printed, and resuming equals a
+    straight run."""
+    ds, ref = straight
+    run = tmp_path / "stopped"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "animegan_cli", "train", str(ds), "--out", str(run), *COMMON,
+         "--workers", "2", "--max-steps", "8", "--checkpoint-every", "100"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            # epoch 1 ends at step 3 with a checkpoint; stop in the middle of epoch 2
+            if any(step >= 3 for step, _ in list_checkpoints(run)):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "finished before it could be stopped"
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, err[-2000:]
+    steps = [s for s, _ in list_checkpoints(run)]
+    stopped_at = steps[-1]
+    assert 3 <= stopped_at < 8
+    text = " ".join(out.split())
+    assert f"stopped at step {stopped_at}/8; checkpoint saved. Resume with: animegan train --out {run} --resume" in text
+    assert "stopping after the current step" in err and "Traceback" not in err
+
+    res = train("--out", str(run), "--resume")
+    assert res.exit_code == 0, res.output
+    assert same_generator(run, ref)

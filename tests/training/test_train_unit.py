@@ -222,5 +222,5 @@ def test_only_the_last_k_checkpoints_are_kept_and_foreign_files_refused(tmp_path
     assert [s for s, _ in list_checkpoints(tmp_path)] == [3, 4]
     bad = tmp_path / "checkpoints" / "step-0000009.pt"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(TrainingError, match="step-0000009.pt: not a readable checkpoint"):
+    with pytest.raises(TrainingError, match="step-0000009.pt: not a usable checkpoint: a text file"):
         load_checkpoint(bad)
