@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from pipelines.errors import DatasetError
+from pipelines.progress import plural
 from pipelines.data.inspect import MAX_LISTED_PROBLEMS, DatasetSummary, PruneResult, summarize
 from pipelines.data.inspect import prune as prune_dataset
 from pipelines.data.manifest import DEFAULT_DATASET
@@ -54,9 +55,9 @@ def dataset_command(
         for line in summary.problems[:MAX_LISTED_PROBLEMS]:
             err_console.print(f"problem: {line}", style="yellow", markup=False, soft_wrap=True)
         if len(summary.problems) > MAX_LISTED_PROBLEMS:
-            err_console.print(f"... and {len(summary.problems) - MAX_LISTED_PROBLEMS} more problems", style="yellow", soft_wrap=True)
+            err_console.print(f"... and {plural(len(summary.problems) - MAX_LISTED_PROBLEMS, 'more problem')}", style="yellow", soft_wrap=True)
         if check:
-            err_console.print(f"error: {summary.root}: {len(summary.problems)} problems found", style="bold red", markup=False, soft_wrap=True)
+            err_console.print(f"error: {summary.root}: {plural(len(summary.problems), 'problem')} found", style="bold red", markup=False, soft_wrap=True)
             raise typer.Exit(DatasetError.exit_code)
 
 
@@ -77,7 +78,7 @@ def make_smooth_command(
     options = SmoothOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers)
     with RichReporter(quiet=quiet) as reporter:
         s = run(lambda: make_smooth(root, options, reporter))
-        reporter.info(f"{s.smoothed} smoothed, {s.up_to_date} already up to date, {s.removed} removed ({s.total} style images)")
+        reporter.info(f"{s.smoothed} smoothed, {s.up_to_date} already up to date, {s.removed} removed ({plural(s.total, 'style image')})")
 
 
 def _print_prune(r: PruneResult, root: Path) -> None:
@@ -148,7 +149,7 @@ def _print_summary(s: DatasetSummary) -> None:
         n = s.temporaries
         out_console.print(f"{n} stale temporary file{'s' if n != 1 else ''} left by a killed command (--prune deletes them)")
     how = "hashes verified" if s.checked else "sizes compared (--check verifies hashes)"
-    out_console.print(f"{how}: {'ok' if s.ok else f'{len(s.problems)} problems'}")
+    out_console.print(f"{how}: {'ok' if s.ok else plural(len(s.problems), 'problem')}")
 
 
 def register(app: typer.Typer) -> None:

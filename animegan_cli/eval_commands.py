@@ -12,7 +12,7 @@ from .console import RichReporter, out_console, run
 
 
 def eval_cmd(
-    outputs: list[Path] = typer.Argument(..., help="Output images or folders (as stylize or colorize wrote them).", metavar="OUTPUTS..."),
+    outputs: list[Path] = typer.Argument(..., help="Output images or folders (as stylize or colorize wrote them)."),
     reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="The inputs the outputs were made from (file or folder), paired by relative path: PSNR, SSIM, MS-SSIM, edge correlation, colour shift.", show_default=False),
     style: Optional[Path] = typer.Option(None, "--style", help="A dataset folder: distances of the outputs (and inputs) to its style set.", show_default=False),
     style_set: str = typer.Option("style", "--style-set", help="The dataset set --style and --fid-against compare with."),

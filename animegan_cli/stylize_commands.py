@@ -50,8 +50,8 @@ def stylize_cmd(
     precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA, fp32 on CPU."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="Video: H.264 constant rate factor (lower = better, larger)."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Video: x264 speed/size preset."),
-    start: float = typer.Option(0.0, "--start", min=0.0, help="Video: first second to stylize."),
-    end: Optional[float] = typer.Option(None, "--end", min=0.0, help="Video: stop at this second. Default: the end."),
+    start: str = typer.Option("0", "--start", help="Video: where to begin, seconds or HH:MM:SS[.fff]."),
+    end: Optional[str] = typer.Option(None, "--end", help="Video: where to stop (exclusive), seconds or HH:MM:SS[.fff]. Default: the end.", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that are already up to date."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines (warnings still shown)."),
 ) -> None:

@@ -60,25 +60,25 @@ _W = "Loss weight of the {} term (default: the --style preset for v2, the paper'
 
 
 def train(
-    dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with photo, style and smooth sets.", show_default="dataset"),
+    dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with photo, style and smooth sets. [default: dataset]", show_default=False),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with options (keys as below, '-' or '_'; loss weights in a [weights] table); options given here override it."),
-    model: Optional[Model] = typer.Option(None, "--model", help="AnimeGAN v1 or v2, or White-box Cartoonization (docs/whitebox.md).", show_default="animeganv2"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config, metrics, samples, checkpoints, generator).", show_default="runs/<timestamp>-<model>-<style>"),
-    style: Optional[Style] = typer.Option(None, "--style", help="AnimeGANv2 loss-weight preset (v1 always uses the paper's weights).", show_default="hayao"),
-    preset: Optional[Preset] = typer.Option(None, "--preset", help="White-box loss weights: the released code's or the paper's.", show_default="released"),
-    cartoon_set: Optional[str] = typer.Option(None, "--cartoon-set", help="White-box: the dataset set holding the cartoon images.", show_default="style"),
-    superpixels: Optional[Superpixels] = typer.Option(None, "--superpixels", help="White-box structure segmentation: SLIC (200 segments) or Felzenszwalb (scale 10, sigma 0.8, min_size 100).", show_default="slic"),
-    gan_loss: Optional[GanLoss] = typer.Option(None, "--gan-loss", help="Adversarial loss.", show_default="lsgan"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=0, max=100_000, help="GAN-phase epochs.", show_default="100"),
-    init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss).", show_default="v2: 10, v1: 1"),
+    model: Optional[Model] = typer.Option(None, "--model", help="AnimeGAN v1 or v2, or White-box Cartoonization (docs/whitebox.md). [default: animeganv2]", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config, metrics, samples, checkpoints, generator). [default: runs/<timestamp>-<model>-<style>]", show_default=False),
+    style: Optional[Style] = typer.Option(None, "--style", help="AnimeGANv2 loss-weight preset (v1 always uses the paper's weights). [default: hayao]", show_default=False),
+    preset: Optional[Preset] = typer.Option(None, "--preset", help="White-box loss weights: the released code's or the paper's. [default: released]", show_default=False),
+    cartoon_set: Optional[str] = typer.Option(None, "--cartoon-set", help="White-box: the dataset set holding the cartoon images. [default: style]", show_default=False),
+    superpixels: Optional[Superpixels] = typer.Option(None, "--superpixels", help="White-box structure segmentation: SLIC (200 segments) or Felzenszwalb (scale 10, sigma 0.8, min_size 100). [default: slic]", show_default=False),
+    gan_loss: Optional[GanLoss] = typer.Option(None, "--gan-loss", help="Adversarial loss. [default: lsgan]", show_default=False),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=0, max=100_000, help="GAN-phase epochs. [default: 100]", show_default=False),
+    init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss). [default: v2: 10, v1: 1]", show_default=False),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many generator steps (both phases counted); default: all epochs.", show_default=False),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=4096, help="Images per step (per GPU with --nproc).", show_default="v2: 12, v1: 6"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", min=32, max=4096, help="Side of the random square crops, a multiple of 4.", show_default="256"),
-    lr_init: Optional[float] = typer.Option(None, "--lr-init", min=0.0, max=1.0, help="Learning rate of the init phase.", show_default="1e-4"),
-    lr_g: Optional[float] = typer.Option(None, "--lr-g", min=0.0, max=1.0, help="Generator learning rate (GAN phase).", show_default="v2: 2e-5, v1: 8e-5"),
-    lr_d: Optional[float] = typer.Option(None, "--lr-d", min=0.0, max=1.0, help="Discriminator learning rate.", show_default="v2: 4e-5, v1: 1.6e-5"),
-    adv_weight: Optional[float] = typer.Option(None, "--adv-weight", min=0.0, help="Generator adversarial loss weight.", show_default="300"),
-    d_adv_weight: Optional[float] = typer.Option(None, "--d-adv-weight", min=0.0, help="Discriminator adversarial loss weight.", show_default="300"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=4096, help="Images per step (per GPU with --nproc). [default: v2: 12, v1: 6]", show_default=False),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=32, max=4096, help="Side of the random square crops, a multiple of 4. [default: 256]", show_default=False),
+    lr_init: Optional[float] = typer.Option(None, "--lr-init", min=0.0, max=1.0, help="Learning rate of the init phase. [default: 1e-4]", show_default=False),
+    lr_g: Optional[float] = typer.Option(None, "--lr-g", min=0.0, max=1.0, help="Generator learning rate (GAN phase). [default: v2: 2e-5, v1: 8e-5]", show_default=False),
+    lr_d: Optional[float] = typer.Option(None, "--lr-d", min=0.0, max=1.0, help="Discriminator learning rate. [default: v2: 4e-5, v1: 1.6e-5]", show_default=False),
+    adv_weight: Optional[float] = typer.Option(None, "--adv-weight", min=0.0, help="Generator adversarial loss weight. [default: 300]", show_default=False),
+    d_adv_weight: Optional[float] = typer.Option(None, "--d-adv-weight", min=0.0, help="Discriminator adversarial loss weight. [default: 300]", show_default=False),
     content_weight: Optional[float] = typer.Option(None, "--content-weight", min=0.0, help=_W.format("content"), show_default=False),
     style_weight: Optional[float] = typer.Option(None, "--style-weight", min=0.0, help=_W.format("grayscale style"), show_default=False),
     color_weight: Optional[float] = typer.Option(None, "--color-weight", min=0.0, help=_W.format("colour"), show_default=False),
@@ -87,29 +87,30 @@ def train(
     d_fake_weight: Optional[float] = typer.Option(None, "--d-fake-weight", min=0.0, help=_W.format("D generated-image"), show_default=False),
     d_gray_weight: Optional[float] = typer.Option(None, "--d-gray-weight", min=0.0, help=_W.format("D grayscale-frame"), show_default=False),
     d_smooth_weight: Optional[float] = typer.Option(None, "--d-smooth-weight", min=0.0, help=_W.format("D smoothed-frame"), show_default=False),
-    device: Optional[Device] = typer.Option(None, "--device", help="Where to train; auto picks CUDA when available.", show_default="auto"),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**31 - 1, help="Seed of initialization, data order and crops.", show_default="0"),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps between checkpoints (one is also written at each epoch end).", show_default="500"),
-    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, max=1000, help="Checkpoints kept (the newest).", show_default="3"),
+    device: Optional[Device] = typer.Option(None, "--device", help="Where to train; auto picks CUDA when available. [default: auto]", show_default=False),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**31 - 1, help="Seed of initialization, data order and crops. [default: 0]", show_default=False),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps between checkpoints (one is also written at each epoch end). [default: 500]", show_default=False),
+    keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, max=1000, help="Checkpoints kept (the newest). [default: 3]", show_default=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, max=64, help="Data loader processes (0: load in the training process).", show_default="2"),
-    amp: Optional[Amp] = typer.Option(None, "--amp", help="Mixed precision: auto = bf16 on GPUs that support it, else fp16; off on CPU.", show_default="auto"),
-    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (slow start, faster steps on GPU).", show_default="no-compile"),
-    cpu_kernels: Optional[CpuKernels] = typer.Option(None, "--cpu-kernels", help="CPU fp32 convolutions: fast (NNPACK Winograd forward and input gradients, Winograd weight gradients; about 2x per step) or plain (PyTorch's default kernels).", show_default="fast"),
-    nproc: Optional[int] = typer.Option(None, "--nproc", min=1, max=64, help="Processes (GPUs) for data-parallel training via torch.distributed.run.", show_default="1"),
-    vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the perceptual losses: imagenet (torchvision's file), random (tests only) or a PATH.", show_default="imagenet"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, max=64, help="Data loader processes (0: load in the training process). [default: 2]", show_default=False),
+    amp: Optional[Amp] = typer.Option(None, "--amp", help="Mixed precision: auto = bf16 on GPUs that support it, else fp16; off on CPU. [default: auto]", show_default=False),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (slow start, faster steps on GPU). [default: no-compile]", show_default=False),
+    cpu_kernels: Optional[CpuKernels] = typer.Option(None, "--cpu-kernels", help="CPU fp32 convolutions: fast (NNPACK Winograd forward and input gradients, Winograd weight gradients; about 2x per step) or plain (PyTorch's default kernels). [default: fast]", show_default=False),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1, max=64, help="Processes (GPUs) for data-parallel training via torch.distributed.run. [default: 1]", show_default=False),
+    vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the perceptual losses: imagenet (torchvision's file), random (tests only) or a PATH. [default: imagenet]", show_default=False),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", min=1, help="Also write a sample grid every N steps (always at each epoch end).", show_default=False),
-    log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Steps between rows of metrics.jsonl.", show_default="10"),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, help="Steps between evaluations of the held-out photos (PSNR, SSIM, edge correlation, colour shift, output health; also at the last step).", show_default="500"),
+    log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Steps between rows of metrics.jsonl. [default: 10]", show_default=False),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, help="Steps between evaluations of the held-out photos (PSNR, SSIM, edge correlation, colour shift, output health; also at the last step). [default: 500]", show_default=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and data counts as JSON, then exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary lines; warnings and errors are still printed."),
 ) -> None:
-    """Train an AnimeGAN (v1 or v2) generator on a dataset's photo, style and smooth sets.
+    """Train AnimeGAN v1/v2 (photo, style and smooth sets) or White-box Cartoonization (photo and style sets).
 
-    An init phase (generator only, content loss) is followed by the GAN phase. Everything is written
-    to the run folder: config.json, metrics.jsonl, samples/, checkpoints/ and generator.safetensors
-    (usable with `animegan stylize --weights RUN`). Interrupt at any time; `--out RUN --resume`
-    continues exactly where the last checkpoint left off.
+    An init phase (generator only, reconstruction) is followed by the GAN phase; each phase's step range
+    is said at the start and in --dry-run. Everything is written to the run folder: config.json,
+    metrics.jsonl (losses, held-out evaluations, health warnings), samples/, checkpoints/ and
+    generator.safetensors (usable with `animegan stylize --weights RUN`). Ctrl-C or SIGTERM finishes the
+    current step, saves a checkpoint and prints the command that resumes exactly (`--out RUN --resume`).
     """
     from pipelines.training.loop import TrainRequest, run_train
 

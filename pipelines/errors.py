@@ -40,9 +40,11 @@ class PartialFailure(AnimeganError):
     exit_code = 1
 
 
-def describe_validation_error(exc) -> str:
-    """A pydantic `ValidationError` as one line: the first offending field and its problem."""
+def describe_validation_error(exc, name=None) -> str:
+    """A pydantic `ValidationError` as one line: the first offending field and its problem.
+
+    `name(loc)` may turn the field's location into what the user typed (a command-line option)."""
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    field = (name(err["loc"]) if name else None) or ".".join(str(p) for p in err["loc"]) or "(top level)"
     more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
     return f"{field}: {err['msg']}{more}"

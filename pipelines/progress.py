@@ -55,3 +55,8 @@ class RecordingReporter(Reporter):
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 frame`, `2 frames`, `0 frames`; `many` for irregular plurals (`plural(2, "copy", "copies")`)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"

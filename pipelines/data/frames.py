@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, PartialFailure
-from ..fileio import encode_image, atomic_write_bytes
+from ..fileio import atomic_write_bytes, encode_image, is_image_path
 from .manifest import Dataset, ExtractionState, FrameSource, Manifest, RecordBatch, make_record
-from ..progress import Reporter
-from .video import RawFrame, iter_raw_frames, probe_video
+from ..progress import Reporter, plural
+from .video import RawFrame, iter_raw_frames, parse_time, probe_video
 
 STYLE_SET = "style"
 DEFAULT_SIZE = 720
@@ -44,29 +43,6 @@ COMMIT_EVERY_FRAMES = 16
 COMMIT_EVERY_SECONDS = 10.0
 _FLAT_TOLERANCE = 12  # luma levels around the median that still count as "the same flat colour"
 _TINY_WIDTH = 64  # width of the luma thumbnail used for darkness, flatness and cut detection
-
-_TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
-
-
-def parse_time(value: str | float | int | None, what: str = "time") -> float | None:
-    """Seconds from `12.5`, `"12.5"`, `"MM:SS[.fff]"` or `"HH:MM:SS[.fff]"`; None stays None."""
-    if value is None or isinstance(value, (int, float)):
-        if value is not None and (not math.isfinite(value) or value < 0):
-            raise InputError(None, f"{what} {value!r}: must be a non-negative number of seconds")
-        return None if value is None else float(value)
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        m = _TIME_RE.match(text)
-        if not m:
-            raise InputError(None, f"{what} {value!r}: use seconds (75.5) or HH:MM:SS[.fff] (00:01:15.5)") from None
-        hours, minutes, secs = int(m.group(1) or 0), int(m.group(2)), float(m.group(3))
-        if minutes >= 60 or secs >= 60:
-            raise InputError(None, f"{what} {value!r}: minutes and seconds must be below 60")
-        seconds = hours * 3600 + minutes * 60 + secs
-    return parse_time(seconds, what)
-
 
 @dataclass
 class ExtractOptions:
@@ -249,21 +225,27 @@ def extract_frames(
             result.error = str(exc)
             reporter.warn(str(exc))
         if result.error is None and not result.skipped_complete:
-            bits = [f"{result.kept} frames kept"]
-            for n, what in ((result.dark, "dark"), (result.flat, "flat"), (result.duplicates, "duplicate")):
-                if n:
-                    bits.append(f"{n} {what} skipped")
-            reporter.info(f"{movie}: " + ", ".join(bits))
+            skipped = [f"{n} {what}" for n, what in ((result.dark, "dark"), (result.flat, "flat"),
+                                                     (result.duplicates, "duplicate" if result.duplicates == 1 else "duplicates")) if n]
+            reporter.info(f"{movie}: {plural(result.kept, 'frame')} kept" + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
+            if result.kept == 0 and not summary.aborted:
+                reporter.warn(f"{movie}: no frame kept" + (f" (all skipped: {', '.join(skipped)})" if skipped else "")
+                              + "; check --start/--end and the skip thresholds (--black-level, --flat-fraction)")
         if reporter.should_abort():
             summary.aborted = True
             break
     if summary.failed:
-        raise PartialFailure(f"{summary.failed} of {len(summary.films)} films could not be read (see the warnings above)")
+        raise PartialFailure(f"{summary.failed} of {plural(len(summary.films), 'film')} could not be used (see the warnings above)")
     return summary
 
 
 def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter, result: FilmResult) -> None:
     info = probe_video(film)  # InputError for missing / non-video / corrupt files
+    if info.duration is not None and o.start >= info.duration:
+        raise InputError(film, f"--start {o.start:g} s is past the end of the film ({info.duration:.1f} s long): no frames to take")
+    if is_image_path(film) or info.frame_count == 1:
+        reporter.warn(f"{film}: a still image, not a film (one frame); `animegan add-images {film} --set style` is "
+                      f"the command for images")
     film_abs = str(film.resolve())
     film_id = film_sha256(film)
     opts = o.key_fields()
@@ -274,8 +256,17 @@ def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter,
     state = manifest.extractions.get(key)
     if state is not None and state.complete:
         result.skipped_complete = True
-        reporter.info(f"{film}: already extracted with these options ({state.kept} frames); nothing to do")
+        reporter.info(f"{film}: already extracted with these options ({plural(state.kept, 'frame')}); nothing to do")
         return
+    others = [s for k, s in manifest.extractions.items()
+              if k.startswith(f"{film_id[:16]}-") and s.kept and s.options.get("size") != opts.get("size")]
+    if others:
+        # Frames of one extraction are named for their size (`_s720`), so another --size puts a second
+        # copy of the film beside the first: allowed (a multi-scale style set), but said.
+        was = "; ".join(f"{plural(s.kept, 'frame')} at --size {s.options.get('size')}" for s in others)
+        reporter.warn(f"{film}: already in the style set from another extraction ({was}); these frames are added beside "
+                      f"them, so the set holds this film twice. To keep one, delete the other's files "
+                      f"(their names end in _s<size>) and run `animegan dataset --prune`")
     folder = _film_folder(manifest, film.stem, film_id)
     resume_from = state.done_until if state is not None else o.start
     kept_total = state.kept if state is not None else 0

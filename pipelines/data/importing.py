@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import InputError, PartialFailure
 from ..fileio import atomic_write_bytes, decode_image, encode_image, is_image_path, iter_files, sha256_bytes
 from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
-from ..progress import Reporter
+from ..progress import Reporter, plural
 
 # Sets other commands compute; importing into them would break their provenance.
 DERIVED_SETS = {"smooth": "make-smooth"}
@@ -52,7 +52,7 @@ class ImportSummary:
         parts = [f"{self.imported} imported into {self.dataset / self.set_name}"]
         if self.imported:
             parts.append(f"{self.copied} copied as is, {self.converted} converted")
-        parts.append(f"{self.duplicates} duplicates skipped")
+        parts.append(f"{plural(self.duplicates, 'duplicate')} skipped")
         if self.failed:
             parts.append(f"{self.failed} failed")
         return ", ".join(parts)

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import AnimeganError, InputError, PartialFailure
 from ..fileio import IMAGE_EXTENSIONS, decode_image, sha256_bytes, write_image
 from .manifest import Dataset, DerivedSource, Manifest, Record, RecordBatch
-from ..progress import Reporter
+from ..progress import Reporter, plural
 
 OPERATION = "smooth"
 # Bumped if the recipe or its implementation ever changes output, so that old twins are rebuilt.
@@ -373,7 +373,7 @@ def make_smooth(dataset_root: str | Path, options: SmoothOptions, reporter: Repo
         summary.removed = _remove_orphans(ds, expected, reporter)
     if summary.failed:
         raise PartialFailure(
-            f"make-smooth: {len(summary.failed)} of {summary.total} style images failed (listed above); "
+            f"make-smooth: {len(summary.failed)} of {plural(summary.total, 'style image')} failed (listed above); "
             f"{summary.smoothed} smoothed, {summary.up_to_date} already up to date"
         )
     return summary

@@ -15,6 +15,7 @@ Conventions shared by every caller (extract-frames, stylize of a video):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -277,3 +278,26 @@ def iter_frames(
                 w, h = max(1, round(w * s)), max(1, round(h * s))
             img = raw.to_gray(w, h)
         yield VideoFrame(raw.index, raw.time, img)
+
+
+_TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
+
+
+def parse_time(value: str | float | int | None, what: str = "time") -> float | None:
+    """Seconds from `12.5`, `"12.5"`, `"MM:SS[.fff]"` or `"HH:MM:SS[.fff]"`; None stays None."""
+    if value is None or isinstance(value, (int, float)):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise InputError(None, f"{what} {value!r}: must be a non-negative number of seconds")
+        return None if value is None else float(value)
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        m = _TIME_RE.match(text)
+        if not m:
+            raise InputError(None, f"{what} {value!r}: use seconds (75.5) or HH:MM:SS[.fff] (00:01:15.5)") from None
+        hours, minutes, secs = int(m.group(1) or 0), int(m.group(2)), float(m.group(3))
+        if minutes >= 60 or secs >= 60:
+            raise InputError(None, f"{what} {value!r}: minutes and seconds must be below 60")
+        seconds = hours * 3600 + minutes * 60 + secs
+    return parse_time(seconds, what)

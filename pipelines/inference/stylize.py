@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -34,7 +34,8 @@ from torch import nn
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..errors import AnimeganError, InputError, PartialFailure
 from ..fileio import atomic_path, is_image_path, is_video_path, iter_files, read_image, write_image
-from ..progress import Reporter
+from ..data.video import parse_time
+from ..progress import Reporter, plural
 from .tiling import stylize_tiled, tiles_for
 
 FORMATS = ("png", "jpg", "webp")
@@ -67,8 +68,8 @@ class StylizeOptions:
     precision: str = "auto"
     crf: int = 18
     preset: str = "medium"
-    start: float = 0.0  # video only: seconds
-    end: float | None = None
+    start: float | str = 0.0  # video only: seconds, or "HH:MM:SS[.fff]" (parsed by `stylize`)
+    end: float | str | None = None
     overwrite: bool = False
     runs_dir: Path = Path("runs")
     fast_cpu: bool = True  # NNPACK convolutions on CPU when available
@@ -228,6 +229,7 @@ def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: R
     """
     jobs: list[_Job] = []
     failed = 0
+    out_root = Path(options.out_dir).resolve()
     for arg in inputs:
         try:
             found = list(iter_files([arg], _accept))
@@ -235,6 +237,11 @@ def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: R
             reporter.warn(str(exc))
             failed += 1
             continue
+        # The output folder may sit inside an input folder (`stylize photos --out photos/anime`): what
+        # is under it is this command's own output, never an input (a re-run would stylize it again).
+        # (An output folder that IS the input folder is refused below: it would overwrite the inputs.)
+        if Path(arg).is_dir() and out_root != Path(arg).resolve():
+            found = [(src, root) for src, root in found if not src.resolve().is_relative_to(out_root)]
         if not found and Path(arg).is_dir():
             reporter.warn(f"{arg}: folder has no images or videos")
         for src, root in found:
@@ -287,8 +294,9 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
     t0 = time.perf_counter()
     if options.format is not None and options.format not in FORMATS:
         raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+    options = replace(options, start=parse_time(options.start, "--start") or 0.0, end=parse_time(options.end, "--end"))
     if options.end is not None and options.end <= options.start:
-        raise InputError(None, f"--end ({options.end}) must be after --start ({options.start})")
+        raise InputError(None, f"--end ({options.end:g} s) must be after --start ({options.start:g} s)")
     jobs, listing_failures = plan_jobs(inputs, options, reporter)
     summary = StylizeSummary(failed=listing_failures)
 
@@ -339,7 +347,6 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
 
 
 def _finish(summary: StylizeSummary, reporter: Reporter) -> StylizeSummary:
-    reporter.info(f"stylized {summary.done}, skipped {summary.skipped} (up to date), failed {summary.failed}")
     if summary.failed:
         raise PartialFailure(f"{summary.failed} input(s) failed; {summary.done} stylized, {summary.skipped} skipped")
     return summary
@@ -542,4 +549,4 @@ def _stylize_video(job: _Job, engine: Engine, options: StylizeOptions, reporter:
             raise InputError(job.dst, f"could not finish writing the video ({type(exc).__name__}: {exc})") from None
     reporter.finish(key)
     audio = {None: "no audio", "copy": "audio copied", "aac": "audio re-encoded to AAC"}[writer.audio_mode]
-    reporter.info(f"{job.dst}: {n} frames, {w}x{h}, {audio}")
+    reporter.info(f"{job.dst}: {plural(n, 'frame')}, {w}x{h}, {audio}")

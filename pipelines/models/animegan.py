@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from .spectral import spectral_norm
 
 LRELU_SLOPE = 0.2
 

@@ -30,8 +30,9 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
 def guided_filter(x: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> torch.Tensor:
     """Filter `x` `[N, C, H, W]` guided by `guide` `[N, C or 1, H, W]`; returns `[N, C, H, W]`.
 
-    Values are used as given (the White-box parameters assume images in [-1, 1]). Computed in
-    float32 even under autocast: the variance is a difference of means and fp16 would cancel it away.
+    Values are used as given (the White-box parameters assume images in [-1, 1]). Computed, and
+    returned, in float32 even under autocast: the variance is a difference of means that fp16 would
+    cancel away, and the losses computed from the result are float32 too.
     """
     if x.dim() != 4 or guide.dim() != 4:
         raise ValueError(f"guided_filter expects [N, C, H, W] tensors, got {tuple(x.shape)} and {tuple(guide.shape)}")
@@ -39,7 +40,6 @@ def guided_filter(x: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> t
         raise ValueError(f"guide {tuple(guide.shape)} does not match x {tuple(x.shape)}")
     if r < 0 or eps <= 0:
         raise ValueError(f"guided_filter needs r >= 0 and eps > 0, got r={r}, eps={eps}")
-    dtype = x.dtype
     with torch.autocast(device_type=x.device.type, enabled=False):
         x = x.float()
         g = guide.float()
@@ -49,5 +49,4 @@ def guided_filter(x: torch.Tensor, guide: torch.Tensor, r: int, eps: float) -> t
         var_g = box_mean(g * g, r) - mean_g * mean_g
         a = cov_gx / (var_g + eps)
         b = mean_x - a * mean_g
-        out = box_mean(a, r) * g + box_mean(b, r)
-    return out.to(dtype)
+        return box_mean(a, r) * g + box_mean(b, r)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from .spectral import spectral_norm
 
 GENERATOR_PARAMS = 1_467_075
 # The generator halves the resolution twice; inputs must be divisible by this.

@@ -29,10 +29,10 @@ from ..data.manifest import Dataset, DerivedSource
 
 # The command that fills each set, for the error a user sees when it is missing.
 MAKE_SET_HINT = {
-    "photo": "animegan add-images PHOTOS... --set photo",
-    "style": "animegan extract-frames FILM  (or animegan add-images IMAGES... --set style)",
-    "smooth": "animegan make-smooth",
-    "cartoon": "animegan add-images IMAGES... --set cartoon",
+    "photo": "`animegan add-images PHOTOS... --set photo`",
+    "style": "`animegan extract-frames FILM` (or `animegan add-images IMAGES... --set style`)",
+    "smooth": "`animegan make-smooth`",
+    "cartoon": "`animegan add-images IMAGES... --set cartoon`",
 }
 
 # Seed-sequence tags, so the streams of different purposes never coincide.
@@ -106,7 +106,7 @@ def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: i
         for t, n in missing.items():
             if n and not files[group.main]:
                 raise DatasetError(
-                    f"{ds.manifest_path}: none of the {len(main)} '{group.main}' images has a '{t}' twin; run `{MAKE_SET_HINT.get(t, 'animegan make-smooth')}`"
+                    f"{ds.manifest_path}: none of the {len(main)} '{group.main}' images has a '{t}' twin; run {MAKE_SET_HINT.get(t, '`animegan make-smooth`')}"
                 )
         if group.main == "photo" and holdout:
             # Evenly spaced over the sorted list: fixed for a dataset, and spread over its content.
@@ -121,8 +121,8 @@ def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: i
 
 def _require(ds: Dataset, set_name: str, n: int) -> None:
     if n == 0:
-        hint = MAKE_SET_HINT.get(set_name, f"animegan add-images IMAGES... --set {set_name}")
-        raise DatasetError(f"{ds.manifest_path}: the '{set_name}' set is missing or empty; make it with `{hint}`")
+        hint = MAKE_SET_HINT.get(set_name, f"`animegan add-images IMAGES... --set {set_name}`")
+        raise DatasetError(f"{ds.manifest_path}: the '{set_name}' set is missing or empty; make it with {hint}")
 
 
 def steps_per_epoch(sizes: Sequence[int], global_batch: int) -> int:

@@ -68,7 +68,20 @@ RESUMABLE_FIELDS = frozenset({
 })
 
 
+def option_name(loc: tuple) -> str | None:
+    """The `animegan train` option for a config field: image_size -> --image-size, weights.tv -> --tv-weight."""
+    if len(loc) == 1 and loc[0] in TrainConfig.model_fields:
+        return "--" + str(loc[0]).replace("_", "-")
+    if len(loc) == 2 and loc[0] == "weights":
+        return f"--{str(loc[1]).replace('_', '-')}-weight"
+    return None
+
+
 def config_error(where: str, exc: ValidationError) -> InputError:
+    """One line for invalid options: named as typed on the command line (`where` "options"), or as the
+    keys of the config file `where`."""
+    if where == "options":
+        return InputError(None, describe_validation_error(exc, option_name))
     return InputError(where, describe_validation_error(exc))
 
 

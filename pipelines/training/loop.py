@@ -164,6 +164,7 @@ class TrainResult:
     step: int = 0  # generator steps done when the call returned
     dry_run: bool = False
     stopped: bool = False  # stopped early by the reporter (Ctrl-C handling)
+    phases: list[dict[str, Any]] = field(default_factory=list)  # each phase's step range (health.phase_ranges)
     announce: bool = True  # False in torchrun's worker processes: the launcher reports the outcome
 
     def summary(self) -> dict[str, Any]:
@@ -172,6 +173,7 @@ class TrainResult:
             "data": {**self.counts, "held_out_photos": self.held_out},
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
+            "phases": self.phases,
             "run": str(self.run_dir),
         }
 
@@ -189,7 +191,8 @@ def run_train(request: TrainRequest, reporter: Reporter) -> TrainResult:
         groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe))
         spe, total = _schedule(config, recipe, [len(g) for g in groups], world=config.nproc)
         counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
-        return TrainResult(config, Path(config.out), counts, len(held), spe, total, dry_run=True)
+        phases = phase_ranges([(p.name, p.epochs) for p in recipe.phases() if p.epochs > 0], spe, total)
+        return TrainResult(config, Path(config.out), counts, len(held), spe, total, dry_run=True, phases=phases)
     if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(config, request, reporter)
     return train(config, reporter, resume=request.resume)
@@ -273,29 +276,35 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     for g in groups:
         for twin, n in g.missing_twins.items():
             reporter.warn(f"{config.dataset}: {n} '{g.group.main}' images have no '{twin}' twin and are left out; "
-                          f"run `{MAKE_SET_HINT.get(twin, 'animegan make-smooth')}` to include them")
+                          f"run {MAKE_SET_HINT.get(twin, '`animegan make-smooth`')} to include them")
     photo_group = next((g for g in groups if g.group.main == "photo"), groups[0])
     preview_paths = held or photo_group.files[photo_group.group.main][:SAMPLE_PHOTOS]
     manifest_sha = Dataset.open(config.dataset).manifest_sha256()
     result = TrainResult(config, Path(config.out), counts, len(held), spe, total_steps,
-                         announce=is_main and not os.environ.get(_LAUNCHER_ENV))
+                         announce=is_main and not os.environ.get(_LAUNCHER_ENV), phases=ranges)
 
     # ---------------------------------------------------------------- run folder
     run_dir = Path(config.out)
-    checkpoint = None
-    if resume:
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is None:
-            raise TrainingError(f"{run_dir}: no checkpoint to resume from (the run stopped before its first one); "
-                                f"delete the folder or choose another --out")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    checkpoint = latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    # A folder with config.json but no checkpoint is an attempt that stopped before training began
+    # (no VGG file, a bad option, killed while starting): not a run. It is reused, resumed or not.
+    never_started = checkpoint is None and (run_dir / CONFIG_NAME).is_file()
+    if never_started:
+        reporter.info(f"{run_dir} holds no checkpoint (an earlier attempt stopped before training began): "
+                      f"starting it from step 0")
+    elif not resume and run_dir.exists() and any(run_dir.iterdir()):
         what = "already holds a training run" if (run_dir / CONFIG_NAME).exists() else "exists and is not empty"
         raise TrainingError(f"{run_dir}: {what}; continue it with `animegan train --out {run_dir} --resume` "
                             f"or choose another --out")
+    elif resume and checkpoint is None:
+        raise TrainingError(f"{run_dir}: no checkpoint to resume from; start it with `animegan train --out {run_dir}`")
     _barrier(world)  # every rank has checked the folder before rank 0 writes into it
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir)
+        if never_started:  # what the failed attempt wrote describes nothing that happened
+            for name in (CONFIG_NAME, METRICS_NAME):
+                (run_dir / name).unlink(missing_ok=True)
         _write_config(run_dir, config, manifest_sha, world, total_steps)
     _barrier(world)
 
@@ -385,6 +394,36 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             write_row({"step": at_step, "warning": kind, "message": message})
     metrics_sums: dict[str, float] = {}
     metrics_n: dict[str, int] = {}  # per term: the phases log different terms
+    # Loss values not yet read by the host: (step, phase, epoch, optimizer, term names, values on the device).
+    window: list[tuple[int, str, int, str, tuple[str, ...], torch.Tensor]] = []
+    last_g_total: float | None = None
+
+    def check() -> None:
+        """Read the pending loss values in one transfer (averaged over ranks), stop on the first
+        non-finite one, naming its term and step, and add them to the metrics sums."""
+        nonlocal window, last_g_total
+        if not window:
+            return
+        flat = torch.cat([values for *_, values in window])
+        if world > 1:
+            torch.distributed.all_reduce(flat)  # every rank checks the same numbers and stops together
+            flat /= world
+        host = flat.cpu().tolist()
+        i = 0
+        for at_step, phase_name, at_epoch, opt_name, names, _ in window:
+            vals = host[i:i + len(names)]
+            i += len(names)
+            for k, v in zip(names, vals):
+                if not math.isfinite(v):
+                    raise TrainingError(
+                        f"{run_dir}: loss term '{k}' is {v} at step {at_step} ({phase_name} phase, epoch {at_epoch + 1}); "
+                        f"the last good checkpoint is kept. Try a lower learning rate, --amp off, or check the data")
+            for k, v in [*zip(names, vals), (f"total_{opt_name}", sum(vals))]:
+                metrics_sums[k] = metrics_sums.get(k, 0.0) + v
+                metrics_n[k] = metrics_n.get(k, 0) + 1
+            if opt_name.startswith("g"):
+                last_g_total = sum(vals)
+        window = []
     interval_start, interval_steps = time.perf_counter(), 0
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
 
@@ -445,47 +484,43 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             current_phase = phase.name
         batch = {k: to_model_range(v, device, channels_last) for k, v in batch_u8.items()}  # [N, 3, S, S] in [-1, 1]
         ctx: dict[str, Any] = {}
-        step_terms: dict[str, torch.Tensor] = {}
         for update in phase.updates:
             for name, net in raw.items():
                 net.requires_grad_(name not in update.frozen)
             nets = {**frozen, **{k: (raw[k] if k in update.frozen else wrapped[k]) for k in raw}}
             with autocast:
                 terms = recipe.losses(phase.name, update, nets, batch, ctx)
-            # One sync per update: the term values, averaged over ranks, checked for NaN/Inf on every rank
-            # (so that all ranks stop together) before any gradient is applied.
-            values = torch.stack([t.detach().float() for t in terms.values()])
-            if world > 1:
-                torch.distributed.all_reduce(values)
-                values /= world
-            values = values.cpu()
-            bad = [k for k, v in zip(terms, values.tolist()) if not math.isfinite(v)]
-            if bad:
-                raise TrainingError(
-                    f"{run_dir}: loss term '{bad[0]}' is {values[list(terms).index(bad[0])].item()} at step {step + 1} "
-                    f"({phase.name} phase, epoch {epoch + 1}); the last good checkpoint is kept. Try a lower learning "
-                    f"rate, --amp off, or check the data"
-                )
+            # The term values stay on the device (reading them here would make the host wait for the
+            # GPU after every forward); `check` reads and verifies them in one go, always before a
+            # checkpoint is written, so a non-finite loss never reaches a checkpoint.
+            window.append((step + 1, phase.name, epoch, update.optimizer, tuple(terms),
+                           torch.stack([t.detach().float() for t in terms.values()])))
             opt, scaler = optimizers[update.optimizer], scalers[update.optimizer]
             opt.zero_grad(set_to_none=True)
             scaler.scale(sum(terms.values())).backward()
             scaler.step(opt)
             scaler.update()
-            step_terms.update(zip(terms, values.tolist()))
-            step_terms[f"total_{update.optimizer}"] = float(values.sum())
         step += 1
         epoch_step += 1
         interval_steps += 1
-        for k, v in step_terms.items():
-            metrics_sums[k] = metrics_sums.get(k, 0.0) + v
-            metrics_n[k] = metrics_n.get(k, 0) + 1
 
         # -------------------------------------------------------- metrics and progress
-        # Short enough for an 80-column terminal: the phase, the epoch and the generator's total loss.
-        g_total = next((v for k, v in step_terms.items() if k.startswith("total_g")), None)
+        epoch_done = epoch_step == spe
+        finished = step >= total_steps
+        log_now = step % config.log_every == 0 or finished
+        eval_now = is_main and (step % config.eval_every == 0 or finished)
+        sample_now = bool(config.sample_every) and step % config.sample_every == 0
+        # A stop request is honoured by a single process only: under DDP every rank would have to agree
+        # on the step (a collective per step); there Ctrl-C stops at once and --resume goes on from the
+        # last periodic checkpoint.
+        abort = world == 1 and reporter.should_abort()
+        save_now = epoch_done or finished or abort or step % config.checkpoint_every == 0
+        if log_now or save_now or eval_now or sample_now:
+            check()
+        # Short enough for an 80-column terminal: the phase, the epoch and the generator's last checked loss.
         reporter.advance("train", 1, phase=phase.name, epoch=f"{epoch + 1}/{shown_epochs}",
-                         **({"loss": g_total} if g_total is not None else {}))
-        if step % config.log_every == 0 or step == total_steps:
+                         **({"loss": last_g_total} if last_g_total is not None else {}))
+        if log_now:
             elapsed = time.perf_counter() - interval_start
             row = {
                 "step": step, "epoch": epoch + 1, "phase": phase.name, "time": time.time(),
@@ -501,9 +536,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             interval_start, interval_steps = time.perf_counter(), 0
 
         # -------------------------------------------------------- held-out evaluation and health
-        epoch_done = epoch_step == spe
-        finished = step >= total_steps
-        if is_main and (step % config.eval_every == 0 or finished):
+        if eval_now:
             means, stats = _evaluate(recipe, raw[recipe.generator_key], preview)
             write_row({"step": step, "phase": phase.name, **{f"eval/{k}": v for k, v in {**means, **stats}.items()}})
             warn(step, monitor.observe_eval(step, stats, means.get("edge_corr")))
@@ -512,10 +545,9 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         if epoch_done:
             export(f"epoch-{epoch + 1:04d}", epoch + 1)
             epoch, epoch_step = epoch + 1, 0
-        elif config.sample_every and step % config.sample_every == 0 and is_main:
+        elif sample_now and is_main:
             _write_samples(run_dir / "samples" / f"step-{step:07d}.png", recipe, raw[recipe.generator_key], preview)
-        abort = reporter.should_abort()
-        if epoch_done or finished or abort or step % config.checkpoint_every == 0:
+        if save_now:
             save(step)
         if abort and not finished:
             stopped = True  # the caller says how to resume (the CLI prints the exact command)

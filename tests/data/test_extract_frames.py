@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from animegan_cli.app import app
 from pipelines.errors import InputError, PartialFailure
 from pipelines.fileio import read_image
-from pipelines.data.frames import ExtractOptions, dhash, extract_frames, parse_time
+from pipelines.data.frames import ExtractOptions, dhash, extract_frames
+from pipelines.data.video import parse_time
 from pipelines.data.manifest import Dataset
 from pipelines.progress import RecordingReporter
 
@@ -201,3 +202,29 @@ def test_cli_extract_frames(film: Path, tmp_path: Path):
     assert res.exit_code == 2 and "--end" in res.output
     res = runner.invoke(app, ["extract-frames", str(film), "--dataset", str(ds), "--every", "0"])
     assert res.exit_code == 2  # typer range check
+
+
+def test_what_users_trip_over_is_said(film: Path, tmp_path: Path):
+    """A still image, a --start past the end, and the same film at another --size: each says so."""
+    from pipelines.fileio import write_image
+
+    runner = CliRunner()
+    ds = tmp_path / "ds"
+    photo = tmp_path / "photo.jpg"
+    write_image(photo, numbered_frame(7))
+    res = runner.invoke(app, ["extract-frames", str(photo), "--dataset", str(ds)])
+    text = " ".join(res.output.split())
+    assert "a still image, not a film" in text and "animegan add-images" in text and "1 frame kept" in text
+
+    late = runner.invoke(app, ["extract-frames", str(film), "--dataset", str(ds), "--start", "20"])
+    assert late.exit_code == 1
+    assert "--start 20 s is past the end of the film (4.0 s long)" in " ".join(late.output.split())
+
+    first = runner.invoke(app, ["extract-frames", str(film), "--dataset", str(ds), "--every", "1", "--no-dedupe"])
+    assert first.exit_code == 0 and "4 frames kept" in first.output and "warning" not in first.output
+    second = runner.invoke(app, ["extract-frames", str(film), "--dataset", str(ds), "--every", "1", "--no-dedupe", "--size", "24"])
+    text = " ".join(second.output.split())
+    assert second.exit_code == 0 and "already in the style set from another extraction (4 frames at --size 720)" in text
+
+    dark = runner.invoke(app, ["extract-frames", str(film), "--dataset", str(ds), "--black-level", "255", "--size", "30"])
+    assert "no frame kept (all skipped: " in " ".join(dark.output.split())

@@ -127,3 +127,13 @@ def test_missing_weights_and_missing_input(tmp_path: Path, weights: Path, monkey
         stylize([tmp_path / "nope.png", src], StylizeOptions(weights=weights, out_dir=tmp_path / "o"), rep)
     assert any("nope.png" in w for w in rep.warnings)
     assert (tmp_path / "o" / "p.png").exists()
+
+
+def test_output_folder_inside_the_input_folder_is_never_read(tmp_path: Path, weights: Path):
+    """`stylize same2 --out same2/sub`, twice: the second run must not take its own outputs as inputs."""
+    src = write(tmp_path / "same2" / "a.png", skimage_photo("coffee", 32))
+    for _ in range(2):
+        res = runner.invoke(app, ["stylize", str(src.parent), "--weights", str(weights), "--out", str(src.parent / "sub"), "-q"])
+        assert res.exit_code == 0, res.output
+    made = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "same2").rglob("*.png"))
+    assert made == ["same2/a.png", "same2/sub/a.png"]  # no same2/sub/sub/a.png

@@ -227,3 +227,39 @@ def test_sigint_or_sigterm_saves_a_checkpoint_and_says_how_to_resume(straight, t
     res = train("--out", str(run), "--resume")
     assert res.exit_code == 0, res.output
     assert same_generator(run, ref)
+
+
+def test_a_run_that_failed_before_its_first_step_is_reused(straight, tmp_path):
+    """No VGG file: the attempt stops before training began; the same command with the problem fixed
+    (or --resume) then starts the run in that folder instead of refusing it."""
+    ds, ref = straight
+    run = tmp_path / "run"
+    bad = train(str(ds), "--out", str(run), *COMMON, "--workers", "0", "--max-steps", "8",
+                "--vgg-weights", str(tmp_path / "missing-vgg.pth"))
+    assert bad.exit_code == 2 and "missing-vgg.pth" in said(bad)
+    assert (run / "config.json").is_file() and not list_checkpoints(run)
+    listed = CliRunner().invoke(app, ["runs", str(run), "--json"])
+    assert json.loads(listed.stdout)[0]["state"] == "not started"
+
+    res = train(str(ds), "--out", str(run), *COMMON[:-1], "--workers", "0", "--max-steps", "8")  # not -q
+    assert res.exit_code == 0, res.output
+    assert "holds no checkpoint" in said(res)
+    assert same_generator(run, ref)  # the same run a clean folder gives
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["config"]["vgg_weights"] == "random" and "resumed" not in doc
+
+
+def test_resume_of_a_never_started_run_starts_it(straight, tmp_path):
+    ds, ref = straight
+    run = tmp_path / "run"
+    bad = train(str(ds), "--out", str(run), *COMMON, "--workers", "0", "--max-steps", "8",
+                "--vgg-weights", str(tmp_path / "missing-vgg.pth"))
+    assert bad.exit_code == 2
+    # the saved config names the missing VGG file, and --vgg-weights may not change on --resume: the
+    # user puts the file in place; here the saved option is pointed at random weights instead
+    doc = json.loads((run / "config.json").read_text())
+    doc["config"]["vgg_weights"] = "random"
+    (run / "config.json").write_text(json.dumps(doc))
+    res = train("--out", str(run), "--resume")
+    assert res.exit_code == 0, res.output
+    assert same_generator(run, ref)

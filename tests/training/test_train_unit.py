@@ -193,7 +193,28 @@ def test_cli_dry_run_prints_config_and_counts(tmp_path):
     assert doc["data"] == {"photo": 6, "style": 6, "smooth": 6, "held_out_photos": 0}
     assert doc["steps_per_epoch"] == 1 and doc["total_steps"] == 110
     assert doc["config"]["weights"]["tv"] == 0.5 and doc["config"]["weights"]["color"] == 10.0
+    assert doc["phases"] == [{"phase": "init", "epochs": 10, "first": 1, "last": 10, "runs": True},
+                             {"phase": "gan", "epochs": 100, "first": 11, "last": 110, "runs": True}]
     assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_shows_a_phase_that_max_steps_cuts_off(tmp_path):
+    build_tiny_dataset(tmp_path / "ds", size=40)
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "ds"), "--dry-run", "--batch-size", "4", "--max-steps", "5"])
+    assert res.exit_code == 0, res.output
+    phases = json.loads(res.stdout)["phases"]
+    assert phases[0]["last"] == 5 and phases[1] == {"phase": "gan", "epochs": 100, "first": 11, "last": 5, "runs": False}
+
+
+def test_validation_errors_name_the_option_typed(tmp_path):
+    build_tiny_dataset(tmp_path / "ds", size=40)
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "ds"), "--image-size", "66", "--dry-run"])
+    assert res.exit_code == 2
+    assert "--image-size: Input should be a multiple of 4" in " ".join(res.output.split())
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("image-size = 66\n")
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "ds"), "--config", str(cfg), "--dry-run"])
+    assert res.exit_code == 2 and f"{cfg}: image_size: Input should be a multiple of 4" in " ".join(res.output.split())
 
 
 def test_cli_rejects_out_of_range_option(tmp_path):

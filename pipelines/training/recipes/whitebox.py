@@ -51,11 +51,13 @@ _REF_PIXELS = 3 * 256 * 256
 VGG_UNIT = 255.0 * (0.229 + 0.224 + 0.225) / 3.0
 
 
+@L.fp32
 def feature_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Released-code scale of the L1 between conv4_4 features `[N, 512, h, w]` (see the module doc)."""
     return F.l1_loss(a, b) * (VGG_UNIT / _REF_FEATURES)
 
 
+@L.fp32
 def whitebox_tv(x: torch.Tensor) -> torch.Tensor:
     """`[N, C, H, W]` -> scalar: (mean dh^2 + mean dw^2) / (3 * 256 * 256), the released code's TV."""
     dh = x[:, :, 1:, :] - x[:, :, :-1, :]
@@ -170,7 +172,7 @@ class WhiteboxRecipe(Recipe):
                 fake = self._fake(g, photo).float()
             ctx["structure"] = self._get_pool(photo.device).submit(fake)  # CPU superpixels, overlapping what follows
             # One weight draw per step, shared by cartoons and fakes (global torch RNG: checkpointed).
-            ctx["gray_weights"] = random_gray_weights(1)
+            ctx["gray_weights"] = random_gray_weights(1, device=photo.device)  # moved once, used by both updates
             both = torch.cat([cartoon.float(), fake])
             n = cartoon.shape[0]
             s_real, s_fake = nets["d_surface"](surface(both)).float().split(n)
