@@ -49,6 +49,12 @@ class Amp(str, Enum):
     off = "off"
 
 
+class MemoryFormat(str, Enum):
+    auto = "auto"
+    channels_last = "channels_last"
+    contiguous = "contiguous"
+
+
 class CpuKernels(str, Enum):
     fast = "fast"
     plain = "plain"
@@ -95,6 +101,7 @@ def train(
     workers: Optional[int] = typer.Option(None, "--workers", min=0, max=64, help="Data loader processes (0: load in the training process). [default: 2]", show_default=False),
     amp: Optional[Amp] = typer.Option(None, "--amp", help="Mixed precision: auto = bf16 on GPUs that support it, else fp16; off on CPU. [default: auto]", show_default=False),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (slow start, faster steps on GPU). [default: no-compile]", show_default=False),
+    memory_format: Optional[MemoryFormat] = typer.Option(None, "--memory-format", help="Tensor layout: auto = channels_last on CUDA (cuDNN's fast NHWC kernels), contiguous on CPU. [default: auto]", show_default=False),
     cpu_kernels: Optional[CpuKernels] = typer.Option(None, "--cpu-kernels", help="CPU fp32 convolutions: fast (NNPACK Winograd forward and input gradients, Winograd weight gradients; about 2x per step) or plain (PyTorch's default kernels). [default: fast]", show_default=False),
     nproc: Optional[int] = typer.Option(None, "--nproc", min=1, max=64, help="Processes (GPUs) for data-parallel training via torch.distributed.run. [default: 1]", show_default=False),
     vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the perceptual losses: imagenet (torchvision's file), random (tests only) or a PATH. [default: imagenet]", show_default=False),
@@ -120,7 +127,7 @@ def train(
         "max_steps": max_steps, "batch_size": batch_size, "image_size": image_size, "lr_init": lr_init,
         "lr_g": lr_g, "lr_d": lr_d, "device": device, "seed": seed, "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
-        "cpu_kernels": cpu_kernels, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
+        "cpu_kernels": cpu_kernels, "memory_format": memory_format, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
         "superpixels": superpixels, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
     }
     weights = {

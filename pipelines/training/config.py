@@ -46,6 +46,8 @@ class TrainConfig(BaseModel):
     workers: int = Field(2, ge=0, le=64, description="data loader worker processes")
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     compile: bool = False
+    memory_format: Literal["auto", "channels_last", "contiguous"] = Field(
+        "auto", description="tensor layout of networks and batches: auto = channels_last on CUDA, contiguous on CPU")
     cpu_kernels: Literal["fast", "plain"] = Field(
         "fast", description="CPU fp32 convolutions: fast (NNPACK Winograd, Winograd weight gradients) or plain (PyTorch's)")
     nproc: int = Field(1, ge=1, le=64, description="processes (GPUs) for DDP")
@@ -63,7 +65,7 @@ class TrainConfig(BaseModel):
 # Options that may differ when a run is resumed: they change how long or where it runs, not what
 # it computes. Everything else must match the run's config.json, or the resume would not be exact.
 RESUMABLE_FIELDS = frozenset({
-    "epochs", "max_steps", "device", "checkpoint_every", "keep_checkpoints", "workers", "compile",
+    "epochs", "max_steps", "device", "checkpoint_every", "keep_checkpoints", "workers", "compile", "memory_format",
     "nproc", "sample_every", "log_every", "eval_every", "out", "dataset",
 })
 

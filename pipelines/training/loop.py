@@ -252,16 +252,21 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     if not is_main:
         reporter = Reporter()  # only rank 0 talks and writes files
     device = _pick_device(config.device, local_rank)
-    if world > 1 and not torch.distributed.is_initialized():
+    own_group = world > 1 and not torch.distributed.is_initialized()  # ours to destroy at the end
+    if own_group:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     amp_dtype = _amp_dtype(config.amp, device)
     # cuDNN's fastest convolutions are NHWC; on CPU the generator's GroupNorm/depthwise backward
-    # measured no faster in NHWC here, so CPU stays NCHW.
-    channels_last = device.type == "cuda"
+    # measured no faster in NHWC here, so CPU stays NCHW. On CUDA, reflection padding and GroupNorm
+    # return NCHW, so whether NHWC pays off per network is measured by bench/gpu_check.py.
+    channels_last = config.memory_format == "channels_last" or (config.memory_format == "auto" and device.type == "cuda")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        # TF32 (10-bit mantissa) for the networks' matmuls and convolutions on Ampere and newer; the loss
+        # terms are fp32 with autocast off, but their matmuls (Gram, YUV) are TF32 too unless --amp off.
+        tf32 = config.amp != "off"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
 
     # ---------------------------------------------------------------- recipe and data
     recipe = get_recipe_class(config.model)(config)
@@ -298,6 +303,15 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                             f"or choose another --out")
     elif resume and checkpoint is None:
         raise TrainingError(f"{run_dir}: no checkpoint to resume from; start it with `animegan train --out {run_dir}`")
+    state: dict[str, Any] = {}
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        # The data order, the shards and the global batch all follow from the number of processes: a
+        # resume with another number would replay some samples and skip others.
+        saved_world = int(state.get("world_size", _saved_world_size(run_dir, world)))
+        if saved_world != world:
+            raise TrainingError(f"{checkpoint}: this run trains with {saved_world} process{'es' if saved_world != 1 else ''}, "
+                                f"not {world}; resume it with --nproc {saved_world}")
     _barrier(world)  # every rank has checked the folder before rank 0 writes into it
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -328,12 +342,14 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     optimizers = recipe.build_optimizers(raw)
     # One GradScaler per optimizer: a shared scaler would unscale one optimizer's gradients with
     # another's inf checks (FACTS 8.10). Only fp16 needs scaling; bf16 has fp32's exponent range.
-    scalers = {name: torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16) for name in optimizers}
+    # The default initial scale (65536) overflows fp16 gradients of losses weighted 300 (AnimeGAN's
+    # adversarial weight), so the first steps would be skipped while it backs off; start at 1024.
+    scalers = {name: torch.amp.GradScaler(device.type, init_scale=2.0 ** 10, enabled=amp_dtype == torch.float16)
+               for name in optimizers}
 
     # ---------------------------------------------------------------- resume
     step, epoch, epoch_step = 0, 0, 0
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint)
         try:
             for name, net in raw.items():
                 net.load_state_dict(state["networks"][name])
@@ -437,6 +453,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                 "scalers": {k: v.state_dict() for k, v in scalers.items()},
                 "rng": capture_rng(),
                 "health": monitor.state(),
+                "world_size": world,
                 "config": config.model_dump(mode="json"),
                 "manifest_sha256": manifest_sha,
             }, keep=config.keep_checkpoints)
@@ -461,6 +478,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     reporter.info(f"training {config.model} on {', '.join(f'{v} {k}' for k, v in counts.items())} images: "
                   f"{spe} steps per epoch, {total_steps} steps, device {device}"
                   f"{', AMP ' + str(amp_dtype).removeprefix('torch.') if amp_dtype else ''}"
+                  f"{', TF32 matmuls' if device.type == 'cuda' and torch.backends.cuda.matmul.allow_tf32 else ''}"
                   f"{f', {world} processes' if world > 1 else ''}; run folder {run_dir}")
     for r in ranges:
         if r["runs"]:
@@ -552,6 +570,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         if abort and not finished:
             stopped = True  # the caller says how to resume (the CLI prints the exact command)
             break
+        if finished:
+            break  # before the loader decodes a batch nobody would use
 
     # ---------------------------------------------------------------- final export
     reporter.finish("train")
@@ -559,7 +579,10 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         export("final", epoch + epoch_step / spe)
     if tb is not None:
         tb.close()
+    recipe.close()  # e.g. White-box's superpixel pool
     _barrier(world)
+    if own_group:
+        torch.distributed.destroy_process_group()
     result.step, result.stopped = step, stopped
     return result
 
@@ -607,13 +630,21 @@ def _amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     if choice == "off" or (choice == "auto" and device.type != "cuda"):
         return None
     if device.type == "cuda":
-        bf16_ok = torch.cuda.is_bf16_supported()
+        # Native bf16 only (compute capability 8.0+: A100, H100, RTX 30xx and newer). On older GPUs
+        # (T4, V100, 10xx/20xx) `torch.cuda.is_bf16_supported()` also counts emulation, which is slow.
+        bf16_ok = native_bf16(device)
         if choice == "bf16" and not bf16_ok:
-            raise TrainingError("--amp bf16: this GPU does not support bfloat16; use --amp fp16 or auto")
+            cap = ".".join(map(str, torch.cuda.get_device_capability(device)))
+            raise TrainingError(f"--amp bf16: this GPU (compute capability {cap}) has no native bfloat16; use --amp fp16 or auto")
         return torch.bfloat16 if choice == "bf16" or (choice == "auto" and bf16_ok) else torch.float16
     if choice == "fp16":
         raise TrainingError("--amp fp16 needs a CUDA GPU; on CPU use --amp bf16 or off")
     return torch.bfloat16
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether a CUDA device computes in bfloat16 natively (compute capability 8.0 or higher)."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def _seed_everything(seed: int) -> None:
@@ -653,6 +684,14 @@ def _write_config(run_dir: Path, config: TrainConfig, manifest_sha: str, world: 
     else:
         doc["created"] = doc["written"]
     atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def _saved_world_size(run_dir: Path, default: int) -> int:
+    """The process count config.json recorded (checkpoints older than their own `world_size` field)."""
+    try:
+        return int(json.loads((run_dir / CONFIG_NAME).read_text()).get("world_size", default))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return default
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -123,18 +123,21 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"adversarial loss kind must be 'lsgan' or 'hinge', not {kind!r}")
 
 
+@fp32
 def d_real_loss(logits: torch.Tensor, kind: AdvKind = "lsgan") -> torch.Tensor:
     """Discriminator term for inputs it should call real: LSGAN E[(D-1)^2], hinge E[relu(1-D)]."""
     _check_kind(kind)
     return (logits - 1).pow(2).mean() if kind == "lsgan" else F.relu(1 - logits).mean()
 
 
+@fp32
 def d_fake_loss(logits: torch.Tensor, kind: AdvKind = "lsgan") -> torch.Tensor:
     """Discriminator term for inputs it should call fake: LSGAN E[D^2], hinge E[relu(1+D)]."""
     _check_kind(kind)
     return logits.pow(2).mean() if kind == "lsgan" else F.relu(1 + logits).mean()
 
 
+@fp32
 def generator_adv_loss(fake_logits: torch.Tensor, kind: AdvKind = "lsgan") -> torch.Tensor:
     """Generator's adversarial loss on D(G(p)): LSGAN E[(D-1)^2], hinge -E[D]."""
     _check_kind(kind)

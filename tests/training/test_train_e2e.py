@@ -263,3 +263,21 @@ def test_resume_of_a_never_started_run_starts_it(straight, tmp_path):
     res = train("--out", str(run), "--resume")
     assert res.exit_code == 0, res.output
     assert same_generator(run, ref)
+
+
+def test_resume_with_another_process_count_is_refused(straight, tmp_path):
+    """A run checkpointed by 2 DDP processes resumed by 1 would replay and skip data: one line instead."""
+    import shutil
+
+    _, ref = straight
+    run = tmp_path / "ddp-run"
+    shutil.copytree(ref, run)
+    ckpt = list_checkpoints(run)[-1][1]
+    state = load_checkpoint(ckpt)
+    state["world_size"] = 2
+    torch.save(state, ckpt)
+    before = (run / "config.json").read_text()
+    res = train("--out", str(run), "--resume", "--max-steps", "12")
+    assert res.exit_code == 4
+    assert "this run trains with 2 processes, not 1; resume it with --nproc 2" in said(res)
+    assert (run / "config.json").read_text() == before  # a refused resume changes nothing

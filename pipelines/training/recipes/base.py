@@ -119,6 +119,9 @@ class Recipe(ABC):
         """Extra values for the current metrics row (e.g. CPU time of a representation); called once per row."""
         return {}
 
+    def close(self) -> None:
+        """Release what the recipe started (worker pools); called when training ends."""
+
     def generate(self, generator: nn.Module, photos: torch.Tensor) -> torch.Tensor:
         """What a sample grid shows for `photos` ([N, 3, H, W] in [-1, 1] -> same)."""
         return generator(photos)

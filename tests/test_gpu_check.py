@@ -1,0 +1,32 @@
+"""bench/gpu_check.py, the script the first GPU session runs, in its tiny CPU form: it must keep working."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def test_gpu_check_runs_every_path_on_cpu(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    assert module.main(["--device", "cpu", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "gpu_check.json").read_text())
+    rows = doc["rows"]
+    assert {(r["model"], r["amp"]) for r in rows if r["what"] == "train"} == {
+        (m, a) for m in ("animegan", "animeganv2", "whitebox") for a in ("off", "bf16")}
+    assert all(r["ok"] and r["images_per_s"] > 0 for r in rows if r["what"] == "train")
+    bf16 = [r for r in rows if r["amp"] == "bf16"]
+    assert all(r["max_rel_diff"] is not None and r["max_rel_diff"] <= 0.05 for r in bf16)
+    (video,) = [r for r in rows if r["what"] == "video"]
+    assert video["ok"] and "audio kept" in video["note"] and video["frames_per_s"] > 0
+    assert "| train | animeganv2 | bf16 |" in (tmp_path / "gpu_check.md").read_text()
