@@ -98,7 +98,7 @@ def train(
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps between checkpoints (one is also written at each epoch end). [default: 500]", show_default=False),
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", min=1, max=1000, help="Checkpoints kept (the newest). [default: 3]", show_default=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, max=64, help="Data loader processes (0: load in the training process). [default: 2]", show_default=False),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, max=64, help="Data loader processes (0: load in the training process). [default: the cores of this process, split over --nproc, less one; at most 8]", show_default=False),
     amp: Optional[Amp] = typer.Option(None, "--amp", help="Mixed precision: auto = bf16 on GPUs that support it, else fp16; off on CPU. [default: auto]", show_default=False),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks (slow start, faster steps on GPU). [default: no-compile]", show_default=False),
     memory_format: Optional[MemoryFormat] = typer.Option(None, "--memory-format", help="Tensor layout: auto = channels_last on CUDA (cuDNN's fast NHWC kernels), contiguous on CPU. [default: auto]", show_default=False),

@@ -43,7 +43,8 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (also at each epoch end)")
     keep_checkpoints: int = Field(3, ge=1, le=1000)
-    workers: int = Field(2, ge=0, le=64, description="data loader worker processes")
+    workers: int | None = Field(None, ge=0, le=64, description="data loader worker processes; default: one per core "
+                                                              "this process has (cores / processes), less one for the loop, at most 8")
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     compile: bool = False
     memory_format: Literal["auto", "channels_last", "contiguous"] = Field(

@@ -56,6 +56,7 @@ from ..models.cpu_speed import accelerate, tune_allocator
 from ..errors import InputError, TrainingError
 from ..fileio import atomic_write_bytes, write_image
 from ..data.manifest import Dataset
+from ..data.smoothing import available_cores
 from ..progress import Reporter
 from .config import CONFIG_NAME, METRICS_NAME, RESUMABLE_FIELDS, TrainConfig, config_error, load_config_file
 from .recipes import Phase, Recipe, get_recipe_class, RECIPES
@@ -384,7 +385,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     plan = BatchPlan(epochs=total_epochs, steps_per_epoch=spe, batch=config.batch_size,
                      start_epoch=epoch, start_step=epoch_step, rank=rank, world=world)
     loader = make_loader(CropDataset(groups, config.seed, config.image_size, spe * config.batch_size * world),
-                         plan, config.workers, pin_memory=device.type == "cuda",
+                         plan, loader_workers(config.workers, world), pin_memory=device.type == "cuda",
                          generator=torch.Generator().manual_seed(config.seed))
     preview = to_model_range(torch.from_numpy(load_preview(preview_paths, config.image_size)).permute(0, 3, 1, 2),
                              device, channels_last)
@@ -640,6 +641,14 @@ def _amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     if choice == "fp16":
         raise TrainingError("--amp fp16 needs a CUDA GPU; on CPU use --amp bf16 or off")
     return torch.bfloat16
+
+
+def loader_workers(choice: int | None, world: int) -> int:
+    """`--workers`, or by default the cores this process may use (all of them split over the DDP processes
+    of this machine), less one for the training loop itself, between 1 and 8."""
+    if choice is not None:
+        return choice
+    return max(1, min(8, available_cores() // max(1, world) - 1))
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -146,7 +146,11 @@ class StructurePool:
                  kind: Literal["thread", "process"] = "thread"):
         self.options = options
         self.kind = kind
-        self.workers = workers or max(1, min(8, (os.cpu_count() or 2) - 1))
+        # Per machine, not per process: DDP ranks on one machine share its cores (LOCAL_WORLD_SIZE is set by
+        # torchrun), and each rank's data loader has workers of its own.
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        self.workers = workers or max(1, min(8, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                  else (os.cpu_count() or 2)) // ranks - 1))
         self._pool: Executor
         if kind == "process":
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
