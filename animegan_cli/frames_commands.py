@@ -10,6 +10,7 @@ import typer
 from pipelines.data.manifest import DEFAULT_DATASET
 
 from .console import RichReporter, run
+from .options import MAX_PIXELS_HELP, apply_max_pixels
 
 DATASET_HELP = "Dataset folder (created if missing)."
 QUIET_HELP = "No progress bars or summary lines; warnings and errors are still printed."
@@ -19,6 +20,7 @@ def add_images(
     paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     set_name: str = typer.Option(..., "--set", help="Set to add to: style, photo, or another lower-case name (cartoon, sketch)."),
     dataset: Path = typer.Option(DEFAULT_DATASET, "--dataset", help=DATASET_HELP),
+    max_pixels: Optional[float] = typer.Option(None, "--max-pixels", min=0.000001, help=MAX_PIXELS_HELP, show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Copy images into a dataset set (DS/<set>/), skipping files already in it.
@@ -28,6 +30,7 @@ def add_images(
     """
     from pipelines.data.importing import add_images as add
 
+    apply_max_pixels(max_pixels)
     with RichReporter(quiet=quiet) as reporter:
         run(lambda: add(paths, set_name, dataset, reporter))
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from .console import RichReporter, out_console, run
-from .options import Device
+from .options import MAX_PIXELS_HELP, Device, apply_max_pixels
 
 
 class Fmt(str, Enum):
@@ -53,6 +53,7 @@ def stylize_cmd(
     start: str = typer.Option("0", "--start", help="Video: where to begin, seconds or HH:MM:SS[.fff]."),
     end: Optional[str] = typer.Option(None, "--end", help="Video: where to stop (exclusive), seconds or HH:MM:SS[.fff]. Default: the end.", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that are already up to date."),
+    max_pixels: Optional[float] = typer.Option(None, "--max-pixels", min=0.000001, help=MAX_PIXELS_HELP, show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines (warnings still shown)."),
 ) -> None:
     """Stylize images, folders and videos with a trained generator.
@@ -63,6 +64,7 @@ def stylize_cmd(
     """
     from pipelines.inference.stylize import StylizeOptions, stylize
 
+    apply_max_pixels(max_pixels)
     opts = StylizeOptions(
         weights=weights, out_dir=out, format=fmt.value if fmt else None, max_side=max_side, tile=tile,
         overlap=overlap, batch_size=batch_size, device=device.value, precision=precision.value, crf=crf,

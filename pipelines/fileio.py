@@ -26,6 +26,31 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 
+# The largest image any command decodes, in pixels: a header is read before any pixel is, so a
+# "decompression bomb" (a few bytes claiming 30000x30000) is refused with one line instead of filling
+# memory. 120 megapixels holds any camera photo (24 MP), an 8K frame (33 MP) and large scans; raise it
+# with `--max-pixels` (add-images, stylize) or the ANIMEGAN_MAX_PIXELS environment variable. PIL's own
+# bomb check is switched off: it would raise its own error for what this check already refuses.
+DEFAULT_MAX_PIXELS = 120_000_000
+Image.MAX_IMAGE_PIXELS = None
+
+
+def max_pixels() -> int:
+    """The current limit: ANIMEGAN_MAX_PIXELS when set (the CLI's --max-pixels sets it), else the default."""
+    try:
+        return max(1, int(os.environ.get("ANIMEGAN_MAX_PIXELS", DEFAULT_MAX_PIXELS)))
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
+
+
+def check_pixels(width: int, height: int, name: str | Path) -> None:
+    """Raise `InputError` naming `name` when `width` x `height` is over `max_pixels()`."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise InputError(name, f"{width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
+                               f"{limit / 1e6:g}; if the image is real, raise the limit with --max-pixels")
+
+
 # Quality used whenever we encode lossy images; high because these images are training data.
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
@@ -113,6 +138,11 @@ def decode_image(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
     """
     if not data:
         raise InputError(name, "empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # reads the header only
+            check_pixels(*header.size, name)
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass  # not for PIL to judge: OpenCV below may still read it, or says it cannot
     if not _has_alpha(data):
         # OpenCV applies EXIF orientation and depth/channel conversion itself and is the fastest
         # decoder available; PIL below covers what it cannot read.

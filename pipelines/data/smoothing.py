@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import AnimeganError, InputError, PartialFailure
 from ..fileio import IMAGE_EXTENSIONS, decode_image, sha256_bytes, write_image
 from .manifest import Dataset, DerivedSource, Manifest, Record, RecordBatch
+from ..processes import die_with
 from ..progress import Reporter, plural
 
 OPERATION = "smooth"
@@ -199,9 +200,10 @@ class _Job:
     params: dict[str, Any]
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
     # Parallelism comes from the process pool; OpenCV's own threads would only compete with it.
     cv2.setNumThreads(1)
+    die_with(parent_pid)  # a killed make-smooth takes its workers with it
 
 
 def _smooth_one(job: _Job) -> dict[str, Any]:
@@ -297,7 +299,8 @@ def _run_jobs(jobs: list[_Job], workers: int, reporter: Reporter) -> Iterator[tu
                 return
             yield job, _smooth_one(job)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker,
+                             initargs=(os.getpid(),)) as pool:
         pending: dict[Future, _Job] = {}
         queue = iter(jobs)
         # A bounded window keeps memory flat and lets an abort stop quickly.

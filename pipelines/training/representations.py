@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..models.guided_filter import guided_filter
+from ..processes import die_with
 
 SURFACE_RADIUS = 5
 SURFACE_EPS = 0.2
@@ -153,7 +154,8 @@ class StructurePool:
                                                   else (os.cpu_count() or 2)) // ranks - 1))
         self._pool: Executor
         if kind == "process":
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=die_with, initargs=(os.getpid(),))
         else:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="structure")
         # Idle workers go away with the pool object even when nobody calls close().

@@ -1,0 +1,77 @@
+"""Kills: the work done before a SIGKILL is kept, and nothing the command started outlives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.data.importing import add_images
+from pipelines.fileio import write_image
+
+pytestmark = pytest.mark.slow
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    found, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; it only waits for its parent to collect it
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_make_smooth_workers_die_with_a_killed_parent(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(120):
+        write_image(tmp_path / "frames" / f"f{i:03d}.png", rng.integers(0, 256, (360, 480, 3), dtype=np.uint8))
+    add_images([tmp_path / "frames"], "style", tmp_path / "ds")
+    proc = subprocess.Popen([sys.executable, "-m", "animegan_cli", "make-smooth", str(tmp_path / "ds"), "-j", "2", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        workers: set[int] = set()
+        while proc.poll() is None and time.monotonic() < deadline:
+            workers = descendants(proc.pid)
+            if len(workers) >= 3:  # the fork server and its two workers
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None and len(workers) >= 3, "make-smooth ended before its pool could be seen"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [p for p in workers if alive(p)]
+        assert left == [], f"processes outlived the killed make-smooth: {left}"
+    finally:
+        for p in descendants(proc.pid) | {proc.pid}:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
