@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipelines.errors import AnimeganError
+from pipelines.errors import AnimeganError, describe_os_error
 from pipelines.progress import Reporter
 
 # Messages go to stderr so that stdout stays clean for what a command prints as its result.
@@ -114,6 +114,11 @@ def run(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         err_console.print("interrupted", style="bold red")
         raise typer.Exit(130) from None
+    except OSError as exc:
+        # A full disk, a read-only folder, a vanished mount: the system's reason and the file, on one
+        # line. Every output is written to a temporary name first, so nothing half-written is left.
+        err_console.print(f"error: {describe_os_error(exc)}", style="bold red", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @contextlib.contextmanager

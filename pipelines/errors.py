@@ -19,7 +19,14 @@ class InputError(AnimeganError):
     def __init__(self, path: str | Path | None, problem: str):
         self.path = None if path is None else Path(path)
         self.problem = problem
-        super().__init__(f"{path}: {problem}" if path is not None else problem)
+        super().__init__(f"{shown_path(path)}: {problem}" if path is not None else problem)
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as messages show it: quoted (Python's repr) when it holds a newline or another control
+    character, so that a warning stays one line and the name is unambiguous."""
+    text = str(path)
+    return repr(text) if any(ord(c) < 32 or ord(c) == 127 for c in text) else text
 
 
 class DatasetError(AnimeganError):
@@ -38,6 +45,21 @@ class PartialFailure(AnimeganError):
     """Some inputs failed while the others were processed; the per-file lines were already reported."""
 
     exit_code = 1
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An `OSError` as one line naming the file, with what to do for the usual causes."""
+    import errno
+
+    where = exc.filename if exc.filename is not None else None
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    advice = {
+        errno.ENOSPC: "free some space and run the same command again: it continues where it stopped",
+        getattr(errno, "EDQUOT", -1): "the disk quota is used up; free some space and run the same command again",
+        errno.EROFS: "the folder is on a read-only file system; choose another output folder",
+        errno.EACCES: "no permission; choose another folder or fix its permissions",
+    }.get(exc.errno)
+    return f"{where}: {reason}" + (f"; {advice}" if advice else "") if where else reason + (f"; {advice}" if advice else "")
 
 
 def describe_validation_error(exc, name=None) -> str:

@@ -43,6 +43,7 @@ KNOWN_SETS = {
     "cartoon": "cartoon images (White-box Cartoonization, optional; style is used when absent)",
     "sketch": "line-art sketches (Style2paints)",
 }
+MAX_SIDE = 1_000_000  # pixels; a larger recorded width or height means a damaged manifest
 SET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -51,6 +52,12 @@ def check_relpath(value: str) -> str:
     """A record path: relative, POSIX separators, normalized, never leaving the dataset."""
     if not isinstance(value, str) or not value:
         raise ValueError("path must be a non-empty string")
+    if "\x00" in value:
+        raise ValueError(f"path {value!r} holds a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"path {value!r} is not valid Unicode (a lone surrogate)") from None
     if "\\" in value:
         raise ValueError(f"path {value!r} must use '/' separators")
     if value.startswith("/") or re.match(r"^[A-Za-z]:", value):
@@ -65,7 +72,9 @@ RelPath = Annotated[str, Field(description="POSIX path relative to the dataset r
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: no silent coercion (true is not 1, "12" is not 12), since a manifest is written by this
+    # toolkit and anything else in it means it was edited by hand or damaged.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class FrameSource(_Strict):
@@ -102,9 +111,9 @@ Provenance = Annotated[Union[FrameSource, DerivedSource, ImportedSource], Field(
 
 class Record(_Strict):
     path: RelPath
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    bytes: int = Field(ge=0, description="file size, for a cheap staleness check")
+    width: int = Field(gt=0, le=MAX_SIDE)
+    height: int = Field(gt=0, le=MAX_SIDE)
+    bytes: int = Field(ge=0, le=2**50, description="file size, for a cheap staleness check")
     sha256: str
     source: Provenance
 
@@ -193,7 +202,7 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 def _migrate(raw: dict[str, Any], where: Path) -> dict[str, Any]:
     version = raw.get("schema_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):  # JSON true is a bool, and bool is an int in Python
         raise DatasetError(f"{where}: schema_version: missing or not an integer")
     if version > SCHEMA_VERSION:
         raise DatasetError(
@@ -221,6 +230,8 @@ def parse_manifest(data: bytes, where: Path) -> Manifest:
         raw = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DatasetError(f"{where}: nested too deeply to be a dataset manifest") from None
     if not isinstance(raw, dict):
         raise DatasetError(f"{where}: top level must be a JSON object")
     raw = _migrate(raw, where)
@@ -269,6 +280,8 @@ class Dataset:
             data = self.manifest_path.read_bytes()
         except FileNotFoundError:
             raise DatasetError(f"{self.manifest_path}: no dataset here") from None
+        except OSError as exc:  # a folder named manifest.json, no permission, ...
+            raise DatasetError(f"{self.manifest_path}: cannot read the manifest ({exc.strerror or exc})") from None
         return parse_manifest(data, self.manifest_path)
 
     def manifest_sha256(self) -> str:

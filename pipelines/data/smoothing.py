@@ -222,7 +222,10 @@ def _smooth_one(job: _Job) -> dict[str, Any]:
         if job.size is not None:
             rgb = resize_short_side(rgb, job.size)
         smoothed = smooth_edges(rgb)  # [H, W, 3] uint8 RGB
-        out = write_image(job.target_abs, smoothed)
+        try:
+            out = write_image(job.target_abs, smoothed)
+        except OSError as exc:  # a full disk is about the file being written, not the style image
+            raise InputError(job.target_abs, f"cannot write ({exc.strerror or exc})") from None
         return {
             "path": job.target_rel,
             "width": int(smoothed.shape[1]),
@@ -406,9 +409,10 @@ def _remove_orphans(ds: Dataset, expected: set[str], reporter: Reporter) -> int:
         still_listed = {r.path for records in m.sets.values() for r in records}
     smooth_root = (ds.root / SMOOTH_SET).resolve()
     for rel in removed:
-        reporter.info(f"removed {rel}: not the current twin of any style image")
-        if rel in still_listed:  # another set lists the same file: keep it
+        if rel in still_listed:  # another set lists the same file: keep it, drop only the record
+            reporter.info(f"dropped the record of {rel}: not the current twin of any style image (the file stays: another set lists it)")
             continue
+        reporter.info(f"removed {rel}: not the current twin of any style image")
         path = ds.abspath(rel)
         try:
             if path.resolve().is_relative_to(smooth_root):

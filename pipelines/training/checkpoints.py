@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,16 @@ def remove_stale_temporaries(run_dir: Path) -> None:
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
     """Write `state` as the checkpoint of `step`, atomically, then keep only the newest `keep`."""
     path = checkpoint_path(run_dir, step)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as exc:
+        # torch.save reports a full disk as "unexpected pos N vs M" from its zip writer; say what it is.
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the write failed"
+        raise TrainingError(f"{path}: could not write the checkpoint ({reason}; {free / 2**20:.0f} MiB free on that disk). "
+                            f"The previous checkpoint is kept: free some space, then resume with "
+                            f"`animegan train --out {run_dir} --resume`") from None
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path

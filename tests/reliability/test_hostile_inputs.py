@@ -71,3 +71,95 @@ def test_decompression_bomb_in_stylize(tmp_path):
     res = runner.invoke(app, ["stylize", str(tmp_path / "in"), "--weights", str(weights), "--out", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 1 and "bomb.png: 30000x30000" in said(res)
     assert (tmp_path / "out" / "ok.png").exists() and not (tmp_path / "out" / "bomb.png").exists()
+
+
+def _manifest_with(tmp_path: Path, **record_changes) -> Path:
+    """A valid one-record dataset, then the record's fields replaced by hand (as a damaged file would be)."""
+    import json
+
+    ds = tmp_path / "ds"
+    write_image(tmp_path / "in" / "p.png", skimage_photo("coffee", 32))
+    assert runner.invoke(app, ["add-images", str(tmp_path / "in"), "--set", "photo", "--dataset", str(ds), "-q"]).exit_code == 0
+    doc = json.loads((ds / "manifest.json").read_text())
+    doc["sets"]["photo"][0].update(record_changes)
+    (ds / "manifest.json").write_text(json.dumps(doc))
+    return ds
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"path": "photo/a\x00b.png"}, "holds a NUL character"),
+    ({"path": "photo/\udc80.png"}, "not valid Unicode"),
+    ({"width": 10**30}, "less than or equal to 1000000"),
+    ({"width": True}, "Input should be a valid integer"),
+    ({"bytes": "12"}, "Input should be a valid integer"),
+])
+def test_damaged_records_are_one_line(tmp_path, changes, problem):
+    ds = _manifest_with(tmp_path, **changes)
+    for cmd in (["dataset", str(ds), "--check"], ["train", str(ds), "--dry-run"]):
+        res = runner.invoke(app, cmd)
+        assert res.exit_code == 3 and problem in said(res) and "manifest.json" in said(res), (cmd, res.output)
+        assert "Traceback" not in res.output
+
+
+def test_damaged_manifests_are_one_line(tmp_path):
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    cases = {
+        "deep": "[" * 200_000 + "]" * 200_000,
+        "bool version": '{"schema_version": true, "sets": {}}',
+    }
+    for name, text in cases.items():
+        (ds / "manifest.json").write_text(text)
+        res = runner.invoke(app, ["dataset", str(ds)])
+        assert res.exit_code == 3 and "manifest.json" in said(res) and "Traceback" not in res.output, name
+    (ds / "manifest.json").unlink()
+    (ds / "manifest.json").mkdir()
+    res = runner.invoke(app, ["dataset", str(ds)])
+    assert res.exit_code == 3 and "cannot read the manifest (Is a directory)" in said(res)
+
+
+def test_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    import pipelines.data.importing as importing
+
+    def no_space(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(importing, "atomic_write_bytes", no_space)
+    write_image(tmp_path / "in" / "p.png", skimage_photo("coffee", 32))
+    res = runner.invoke(app, ["add-images", str(tmp_path / "in"), "--set", "photo", "--dataset", str(tmp_path / "ds")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "photo/p.png: No space left on device; free some space and run the same command again" in said(res)
+
+
+def test_a_full_disk_while_checkpointing_says_so(tmp_path, monkeypatch):
+    import torch
+
+    from pipelines.errors import TrainingError
+    from pipelines.training.checkpoints import list_checkpoints, save_checkpoint
+
+    save_checkpoint(tmp_path, 1, {"step": 1}, keep=3)
+    real_save = torch.save
+
+    def torn(obj, f, *a, **k):  # what torch's zip writer raises when the disk fills mid-write
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed; unexpected pos 10770880 vs 10770768")
+
+    monkeypatch.setattr(torch, "save", torn)
+    with pytest.raises(TrainingError, match=r"step-0000002.pt: could not write the checkpoint .* MiB free on that disk"):
+        save_checkpoint(tmp_path, 2, {"step": 2}, keep=3)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [1]  # the previous one is kept, no half-written file
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_file_names_with_newlines_stay_on_one_line(tmp_path):
+    bad = tmp_path / "in" / "two\nlines.png"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not an image")
+    write_image(tmp_path / "in" / "good.png", skimage_photo("coffee", 32))
+    res = runner.invoke(app, ["add-images", str(tmp_path / "in"), "--set", "photo", "--dataset", str(tmp_path / "ds"), "-q"])
+    assert res.exit_code == 1
+    lines = [line for line in res.output.splitlines() if "lines.png" in line]
+    assert len(lines) == 1 and "two\\nlines.png" in lines[0]
