@@ -203,11 +203,32 @@ class RawFrame:
         return self._rotate(arr)
 
 
+class TruncatedVideo(InputError):
+    """Decoding ended well before the length the container states: a truncated or damaged file.
+    Raised after the frames that could be decoded were yielded."""
+
+    def __init__(self, path: Path, decoded_until: float, stated: float):
+        self.decoded_until, self.stated = decoded_until, stated
+        super().__init__(path, f"decoding ended at {decoded_until:.2f} s of the {stated:.2f} s the file states: "
+                               f"it is truncated or damaged")
+
+
+def _stated_end(stream, container) -> float | None:
+    """The stream's length in seconds as its container states it (None when it does not say)."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
 def iter_raw_frames(path: str | Path, start: float = 0.0, end: float | None = None) -> Iterator[RawFrame]:
     """Decode frames with `start <= time < end` without converting them (see `RawFrame`).
 
     Seeks to the keyframe at or before `start` rather than decoding from zero; threaded decoding.
-    A decode error mid-stream raises `InputError` (frames before it were already yielded).
+    A decode error mid-stream raises `InputError` (frames before it were already yielded); decoding
+    that ends more than two frames (and a quarter second) before the stated length raises
+    `TruncatedVideo`, also after the frames it could decode.
     """
     path = Path(path)
     container = _open(path)
@@ -227,6 +248,7 @@ def iter_raw_frames(path: str | Path, start: float = 0.0, end: float | None = No
             except FFmpegError:
                 container.seek(0)  # unseekable: decode from the beginning and drop frames
         last_pts = None
+        last_t = None
         try:
             for frame in container.decode(stream):
                 pts = frame.pts if frame.pts is not None else frame.dts
@@ -242,7 +264,13 @@ def iter_raw_frames(path: str | Path, start: float = 0.0, end: float | None = No
                     break
                 if rotation is None or getattr(frame, "rotation", 0):
                     rotation = _normalize_rotation(getattr(frame, "rotation", 0))
+                last_t = t
                 yield RawFrame(round(t * fps), float(t), rotation, frame)
+            else:  # the stream ended (not a `break` at `end`): did it end where the container says?
+                stated = _stated_end(stream, container)
+                expected = stated if end_f is None or stated is None else min(stated, float(end_f))
+                if stated is not None and last_t is not None and expected - float(last_t) > max(2 / float(fps), 0.25):
+                    raise TruncatedVideo(path, float(last_t) + 1 / float(fps), stated)
         except FFmpegError as exc:
             raise InputError(path, f"corrupt video ({_why(exc)})") from None
     finally:

@@ -442,7 +442,7 @@ _END = object()
 
 def _stylize_video(job: _Job, engine: Engine, options: StylizeOptions, reporter: Reporter) -> None:
     """Decode (thread) -> stylize in batches -> encode and mux (thread), into a temp file renamed at the end."""
-    from ..data.video import iter_frames, probe_video
+    from ..data.video import TruncatedVideo, iter_frames, probe_video
     from .video_encode import VideoWriter, pick_encoder
 
     info = probe_video(job.src)
@@ -465,6 +465,7 @@ def _stylize_video(job: _Job, engine: Engine, options: StylizeOptions, reporter:
     enc_q: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
     errors: list[BaseException] = []
+    truncated: list[TruncatedVideo] = []
 
     def decode() -> None:
         try:
@@ -475,6 +476,8 @@ def _stylize_video(job: _Job, engine: Engine, options: StylizeOptions, reporter:
                 if img.shape[1] != w or img.shape[0] != h:
                     img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
                 frames_q.put((img, fr.time))
+        except TruncatedVideo as exc:  # the frames that were there are stylized; said at the end
+            truncated.append(exc)
         except BaseException as exc:  # handed to the main thread, which reports it
             errors.append(exc)
         finally:
@@ -550,3 +553,5 @@ def _stylize_video(job: _Job, engine: Engine, options: StylizeOptions, reporter:
     reporter.finish(key)
     audio = {None: "no audio", "copy": "audio copied", "aac": "audio re-encoded to AAC"}[writer.audio_mode]
     reporter.info(f"{job.dst}: {plural(n, 'frame')}, {w}x{h}, {audio}")
+    for exc in truncated:
+        reporter.warn(f"{exc}; {job.dst} has the {plural(n, 'frame')} that could be decoded")

@@ -163,3 +163,52 @@ def test_file_names_with_newlines_stay_on_one_line(tmp_path):
     assert res.exit_code == 1
     lines = [line for line in res.output.splitlines() if "lines.png" in line]
     assert len(lines) == 1 and "two\\nlines.png" in lines[0]
+
+
+def truncated_film(tmp_path: Path) -> Path:
+    """A 4 s film with its index at the front (faststart), cut in half: players show 2 s, the index says 4."""
+    import av
+    import numpy as np
+
+    full = tmp_path / "full.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=25, options={"crf": "18", "preset": "ultrafast", "g": "10"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(100):
+            for p in s.encode(av.VideoFrame.from_ndarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    cut = tmp_path / "cut.mp4"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    return cut
+
+
+def test_truncated_film_is_said_and_not_marked_complete(tmp_path):
+    import json
+
+    cut = truncated_film(tmp_path)
+    ds = tmp_path / "ds"
+    res = runner.invoke(app, ["extract-frames", str(cut), "--dataset", str(ds), "--every", "0.5", "--no-dedupe", "-q"])
+    assert res.exit_code == 1
+    assert "cut.mp4: decoding ended at 1.96 s of the 4.00 s the file states: it is truncated or damaged" in said(res)
+    state = list(json.loads((ds / "manifest.json").read_text())["extractions"].values())[0]
+    assert state["complete"] is False and state["kept"] == 4  # what was there is kept (0, 0.5, 1, 1.5 s)
+
+
+def test_truncated_video_in_stylize_keeps_what_decoded_and_says_so(tmp_path):
+    import av
+    import torch
+
+    from pipelines.models.animegan import GeneratorV2
+
+    cut = truncated_film(tmp_path)
+    torch.manual_seed(0)
+    torch.save(GeneratorV2().state_dict(), tmp_path / "g.pt")
+    res = runner.invoke(app, ["stylize", str(cut), "--weights", str(tmp_path / "g.pt"), "--out", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "truncated or damaged" in said(res) and "has the 49 frames that could be decoded" in said(res)
+    with av.open(str(tmp_path / "out" / "cut.mp4")) as c:
+        assert sum(1 for _ in c.decode(c.streams.video[0])) == 49
