@@ -9,7 +9,9 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -231,3 +233,38 @@ def iter_files(paths: Iterable[str | Path], accept) -> Iterator[tuple[Path, Path
             yield p, p
         else:
             raise InputError(p, "no such file or folder")
+
+
+# Atomic writes leave `.<stem>.<random>.tmp<suffix>` beside their target until the rename; one older
+# than this was left by a killed command (a live write renames its file within seconds).
+STALE_TEMPORARY_SECONDS = 600
+_TEMPORARY_RE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def stale_temporaries(root: Path, now: float | None = None, recursive: bool = True) -> list[Path]:
+    """Temporary files of atomic writes under `root` that a killed command left behind."""
+    now = time.time() if now is None else now
+    found = []
+    if not root.is_dir():
+        return []
+    for f in (root.rglob(".*") if recursive else root.glob(".*")):
+        try:
+            if f.is_file() and _TEMPORARY_RE.match(f.name) and now - f.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                found.append(f)
+        except OSError:
+            continue
+    return sorted(found)
+
+
+
+
+def remove_stale_temporaries(root: Path, recursive: bool = True) -> list[Path]:
+    """Delete what `stale_temporaries` finds (a command's own leftovers from a killed run); returns them."""
+    removed = []
+    for f in stale_temporaries(root, recursive=recursive):
+        try:
+            f.unlink()
+            removed.append(f)
+        except OSError:
+            continue  # gone already, or not ours to delete: not worth stopping a command for
+    return removed

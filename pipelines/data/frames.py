@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, PartialFailure
-from ..fileio import atomic_write_bytes, encode_image, is_image_path
+from ..fileio import atomic_write_bytes, encode_image, is_image_path, remove_stale_temporaries
 from .manifest import Dataset, ExtractionState, FrameSource, Manifest, RecordBatch, make_record
 from ..progress import Reporter, plural
 from .video import RawFrame, iter_raw_frames, parse_time, probe_video
@@ -215,6 +215,7 @@ def extract_frames(
     options = options or ExtractOptions()
     reporter = reporter or Reporter()
     ds = Dataset.open(dataset_root, create=True)
+    remove_stale_temporaries(ds.root / STYLE_SET)  # frames an earlier, killed run was writing
     summary = ExtractSummary()
     for movie in movies:
         result = FilmResult(film=Path(movie))

@@ -24,7 +24,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, PartialFailure
-from ..fileio import atomic_write_bytes, decode_image, encode_image, is_image_path, iter_files, sha256_bytes
+from ..fileio import (atomic_write_bytes, decode_image, encode_image, is_image_path, iter_files,
+                      remove_stale_temporaries, sha256_bytes)
 from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
 from ..progress import Reporter, plural
 
@@ -128,6 +129,7 @@ def add_images(
     reporter = reporter or Reporter()
     check_set_name(set_name)
     ds = Dataset.open(dataset_root, create=True)
+    remove_stale_temporaries(ds.root / set_name)  # left by an import killed mid-write
     summary = ImportSummary(set_name=set_name, dataset=ds.root)
     set_dir = ds.root / set_name
 

@@ -6,15 +6,13 @@ large datasets; `check` re-hashes every file.
 
 from __future__ import annotations
 
-import re
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import AnimeganError
-from ..fileio import is_image_path, sha256_bytes, sha256_file
+from ..fileio import is_image_path, remove_stale_temporaries, sha256_bytes, sha256_file, stale_temporaries
 from .manifest import KNOWN_SETS, Dataset, DerivedSource, Record
 from ..progress import Reporter
 
@@ -167,12 +165,6 @@ def _untracked(folder: Path, root: Path, listed: set[str]) -> int:
 
 # ---- prune ----------------------------------------------------------------------------------------
 
-# Atomic writes leave `.<stem>.<random>.tmp<suffix>` beside their target until the rename; one older
-# than this was left by a killed command (a live write renames its file within seconds).
-STALE_TEMPORARY_SECONDS = 600
-_TEMPORARY_RE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
-
-
 @dataclass
 class PruneResult:
     removed: list[str] = field(default_factory=list)  # records whose file was gone
@@ -185,19 +177,6 @@ class PruneResult:
     @property
     def changed(self) -> bool:
         return bool(self.removed or self.removed_twins or self.rerecorded or self.temporaries)
-
-
-def stale_temporaries(root: Path, now: float | None = None) -> list[Path]:
-    """Temporary files of atomic writes under `root` that a killed command left behind."""
-    now = time.time() if now is None else now
-    found = []
-    for f in root.rglob(".*"):
-        try:
-            if f.is_file() and _TEMPORARY_RE.match(f.name) and now - f.stat().st_mtime > STALE_TEMPORARY_SECONDS:
-                found.append(f)
-        except OSError:
-            continue
-    return sorted(found)
 
 
 def prune(dataset_root: str | Path, reporter: Reporter | None = None) -> PruneResult:
@@ -273,10 +252,5 @@ def prune(dataset_root: str | Path, reporter: Reporter | None = None) -> PruneRe
                 ds.abspath(rel).unlink(missing_ok=True)
             except OSError as exc:
                 reporter.warn(f"{ds.abspath(rel)}: could not delete ({exc.strerror or exc})")
-    for f in stale_temporaries(ds.root):
-        try:
-            f.unlink()
-            result.temporaries.append(f.relative_to(ds.root).as_posix())
-        except OSError as exc:
-            reporter.warn(f"{f}: could not delete ({exc.strerror or exc})")
+    result.temporaries = [f.relative_to(ds.root).as_posix() for f in remove_stale_temporaries(ds.root)]
     return result

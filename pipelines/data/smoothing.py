@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import AnimeganError, InputError, PartialFailure
-from ..fileio import IMAGE_EXTENSIONS, decode_image, sha256_bytes, write_image
+from ..fileio import IMAGE_EXTENSIONS, decode_image, remove_stale_temporaries, sha256_bytes, write_image
 from .manifest import Dataset, DerivedSource, Manifest, Record, RecordBatch
 from ..processes import die_with
 from ..progress import Reporter, plural
@@ -336,6 +336,7 @@ def make_smooth(dataset_root: str | Path, options: SmoothOptions, reporter: Repo
     if options.batch < 1:
         raise InputError(None, f"batch must be at least 1, got {options.batch}")
     ds = Dataset.open(dataset_root)
+    remove_stale_temporaries(ds.root / SMOOTH_SET)  # twins a killed run was writing
     m = ds.manifest
     if not m.records(STYLE_SET) and not m.records(SMOOTH_SET):
         raise InputError(ds.root, "the dataset has no style images; add some with `animegan extract-frames` or `animegan add-images --set style`")

@@ -33,7 +33,8 @@ from torch import nn
 
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..errors import AnimeganError, InputError, PartialFailure
-from ..fileio import atomic_path, is_image_path, is_video_path, iter_files, read_image, write_image
+from ..fileio import (atomic_path, is_image_path, is_video_path, iter_files, read_image, remove_stale_temporaries,
+                      write_image)
 from ..data.video import parse_time
 from ..progress import Reporter, plural
 from .tiling import stylize_tiled, tiles_for
@@ -297,6 +298,7 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
     options = replace(options, start=parse_time(options.start, "--start") or 0.0, end=parse_time(options.end, "--end"))
     if options.end is not None and options.end <= options.start:
         raise InputError(None, f"--end ({options.end:g} s) must be after --start ({options.start:g} s)")
+    remove_stale_temporaries(Path(options.out_dir))  # outputs (videos, mostly) a killed run was writing
     jobs, listing_failures = plan_jobs(inputs, options, reporter)
     summary = StylizeSummary(failed=listing_failures)
 

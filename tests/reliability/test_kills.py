@@ -75,3 +75,39 @@ def test_make_smooth_workers_die_with_a_killed_parent(tmp_path):
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_each_command_cleans_its_own_stale_temporaries(tmp_path):
+    """What a SIGKILL mid-write leaves (a hidden `.name.random.tmp.ext`) is deleted by the next run of
+    the same command once it is old enough not to belong to a command still running."""
+    import torch
+    from typer.testing import CliRunner
+
+    from animegan_cli.app import app
+    from pipelines.models.animegan import GeneratorV2
+
+    from conftest import skimage_photo
+
+    def leftover(folder: Path, age: float = 3600) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = folder / f".f{int(age):07d}.k3j4.tmp.jpg"
+        f.write_bytes(b"half a file")
+        os.utime(f, (time.time() - age, time.time() - age))
+        return f
+
+    runner = CliRunner()
+    write_image(tmp_path / "in" / "p.png", skimage_photo("coffee", 40))
+    photo_tmp, fresh = leftover(tmp_path / "ds" / "photo"), leftover(tmp_path / "ds" / "photo", age=5)
+    assert runner.invoke(app, ["add-images", str(tmp_path / "in"), "--set", "photo", "--dataset", str(tmp_path / "ds"), "-q"]).exit_code == 0
+    assert not photo_tmp.exists() and fresh.exists()  # a fresh one may be another command's write in progress
+
+    style_tmp, smooth_tmp = leftover(tmp_path / "ds" / "style" / "film"), leftover(tmp_path / "ds" / "smooth")
+    assert runner.invoke(app, ["add-images", str(tmp_path / "in"), "--set", "style", "--dataset", str(tmp_path / "ds"), "-q"]).exit_code == 0
+    assert runner.invoke(app, ["make-smooth", str(tmp_path / "ds"), "-q"]).exit_code == 0
+    assert not smooth_tmp.exists() and not style_tmp.exists()  # a set's writers clean the whole set's folder
+
+    torch.manual_seed(0)
+    torch.save(GeneratorV2().state_dict(), tmp_path / "g.pt")
+    video_tmp = leftover(tmp_path / "out", age=7200)
+    assert runner.invoke(app, ["stylize", str(tmp_path / "in"), "--weights", str(tmp_path / "g.pt"), "--out", str(tmp_path / "out"), "-q"]).exit_code == 0
+    assert not video_tmp.exists()
