@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import io
 import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -118,6 +119,39 @@ def _fsync_dir(directory: Path) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def claim_write(candidates: Iterable[Path], data: bytes, adoptable: Callable[[Path], bool] = lambda p: True) -> Path:
+    """Write `data` under the first of `candidates` (all in one folder) that is free, atomically and
+    race-free: the bytes go to a temporary file first, and each name is claimed with `os.link`, which
+    fails when the name exists, so two processes can never both take one name (the other moves on to
+    the next). A name that already holds exactly `data` and is `adoptable` is taken as is (the
+    leftover of a killed run: nothing is rewritten). `candidates` must not run out. Returns the path."""
+    candidates = iter(candidates)
+    first = next(candidates)
+    first.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{first.stem}.", suffix=f".tmp{first.suffix}", dir=first.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        for target in itertools.chain([first], candidates):
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                try:
+                    if adoptable(target) and target.stat().st_size == len(data) and target.read_bytes() == data:
+                        return target
+                except OSError:
+                    pass
+                continue
+            _fsync_dir(target.parent)
+            return target
+        raise ValueError("claim_write: the candidate names ran out")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def sha256_bytes(data: bytes) -> str:

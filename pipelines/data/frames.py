@@ -40,7 +40,7 @@ from .video import RawFrame, iter_raw_frames, parse_time, probe_video
 STYLE_SET = "style"
 DEFAULT_SIZE = 720
 COMMIT_EVERY_FRAMES = 16
-COMMIT_EVERY_SECONDS = 10.0
+COMMIT_EVERY_SECONDS = 2.0  # a kill loses at most this much work (a manifest write costs milliseconds)
 _FLAT_TOLERANCE = 12  # luma levels around the median that still count as "the same flat colour"
 _TINY_WIDTH = 64  # width of the luma thumbnail used for darkness, flatness and cut detection
 
@@ -141,14 +141,35 @@ def _tiny_gray(raw: RawFrame) -> np.ndarray:
     return raw.to_gray(_TINY_WIDTH, max(1, round(_TINY_WIDTH * h / w)))  # [h, 64] uint8
 
 
-def _film_folder(manifest, stem: str, film_id: str) -> str:
-    """`style/<stem>`, unless frames of a different film already live there."""
-    prefix = f"{STYLE_SET}/{stem}/"
-    for r in manifest.records(STYLE_SET):
-        src = r.source
-        if r.path.startswith(prefix) and getattr(src, "film_sha256", None) not in (None, film_id):
-            return f"{STYLE_SET}/{stem}-{film_id[:8]}"
-    return f"{STYLE_SET}/{stem}"
+FILM_MARK = ".film"  # in a film's frame folder: the sha256 key of the film that owns the folder
+
+
+def _film_folder(ds: Dataset, manifest, stem: str, film_id: str) -> str:
+    """`style/<stem>`, or `style/<stem>-<8 hex digits of the film's hash>` when another film owns it.
+
+    A folder is owned by the film whose key its `.film` mark holds, created with O_EXCL so that two
+    extract-frames of different films with the same name, started at the same moment, can never both
+    take it. Folders from before marks existed are judged by their records.
+    """
+    for rel in (f"{STYLE_SET}/{stem}", f"{STYLE_SET}/{stem}-{film_id[:8]}"):
+        prefix = rel + "/"
+        if any(r.path.startswith(prefix) and getattr(r.source, "film_sha256", None) not in (None, film_id)
+               for r in manifest.records(STYLE_SET)):
+            continue
+        folder = ds.abspath(rel)
+        folder.mkdir(parents=True, exist_ok=True)
+        mark = folder / FILM_MARK
+        try:
+            with open(mark, "x", encoding="ascii") as fh:
+                fh.write(film_id)
+            return rel
+        except FileExistsError:
+            try:
+                if mark.read_text(encoding="ascii").strip() == film_id:
+                    return rel
+            except (OSError, UnicodeDecodeError):
+                pass
+    return f"{STYLE_SET}/{stem}-{film_id[:16]}"
 
 
 class _Sampler:
@@ -268,7 +289,7 @@ def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter,
         reporter.warn(f"{film}: already in the style set from another extraction ({was}); these frames are added beside "
                       f"them, so the set holds this film twice. To keep one, delete the other's files "
                       f"(their names end in _s<size>) and run `animegan dataset --prune`")
-    folder = _film_folder(manifest, film.stem, film_id)
+    folder = _film_folder(ds, manifest, film.stem, film_id)
     resume_from = state.done_until if state is not None else o.start
     kept_total = state.kept if state is not None else 0
     known = {r.path for r in manifest.records(STYLE_SET)}

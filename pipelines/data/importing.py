@@ -17,14 +17,15 @@ re-save, and a perceptual hash would drop genuinely different near-identical pho
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, PartialFailure
-from ..fileio import (atomic_write_bytes, decode_image, encode_image, is_image_path, iter_files,
+from ..fileio import (claim_write, decode_image, encode_image, is_image_path, iter_files,
                       remove_stale_temporaries, sha256_bytes)
 from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
 from ..progress import Reporter, plural
@@ -32,8 +33,8 @@ from ..progress import Reporter, plural
 # Sets other commands compute; importing into them would break their provenance.
 DERIVED_SETS = {"smooth": "make-smooth"}
 # Commit to the manifest at least this often, so that a killed import loses little bookkeeping.
-COMMIT_EVERY_FILES = 64
-COMMIT_EVERY_SECONDS = 10.0
+COMMIT_EVERY_FILES = 16
+COMMIT_EVERY_SECONDS = 2.0  # a kill loses at most this much bookkeeping; files on disk are adopted anyway
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -94,25 +95,11 @@ def plan_storage(data: bytes, name: str | Path) -> tuple[bytes, str, int, int, b
     return encode_image(rgb, suffix), suffix, w, h, False
 
 
-def _target_name(directory: Path, stem: str, suffix: str, stored: bytes, taken: set[str]) -> Path:
-    """A free file name in `directory`: `stem.suffix`, else `stem-1.suffix`, `stem-2.suffix`, ...
-
-    A file already on disk with exactly the bytes we would write, and not claimed by a record, is a
-    leftover of an interrupted import: reuse its name (rewriting it is harmless).
-    """
-    n = 0
-    while True:
-        name = f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}"
-        target = directory / name
-        if name not in taken:
-            if not target.exists():
-                return target
-            try:
-                if target.stat().st_size == len(stored) and target.read_bytes() == stored:
-                    return target
-            except OSError:
-                pass
-        n += 1
+def _names(directory: Path, stem: str, suffix: str) -> Iterator[Path]:
+    """`stem.suffix`, then `stem-1.suffix`, `stem-2.suffix`, ... in `directory`."""
+    yield directory / f"{stem}{suffix}"
+    for n in itertools.count(1):
+        yield directory / f"{stem}-{n}{suffix}"
 
 
 def add_images(
@@ -166,8 +153,10 @@ def add_images(
                 if digest in known_hashes:
                     summary.duplicates += 1
                     continue
-                target = _target_name(set_dir, src.stem, suffix, stored, taken)
-                atomic_write_bytes(target, stored)
+                # The name is claimed on disk, not chosen from this process's view of the manifest:
+                # another import into the same set at the same moment can then never overwrite it. A
+                # file with these exact bytes that no record lists is a killed import's: adopted.
+                target = claim_write(_names(set_dir, src.stem, suffix), stored, adoptable=lambda p: p.name not in taken)
                 rel = f"{set_name}/{target.name}"
                 batch.add(make_record(rel, stored, w, h, ImportedSource(original=str(src.resolve()))))
                 taken.add(target.name)

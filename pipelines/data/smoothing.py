@@ -147,7 +147,7 @@ class SmoothOptions:
     size: int | None = None
     format: str | None = None
     workers: int | None = None
-    batch: int = 64
+    batch: int = 16
 
     def normalized_format(self) -> str | None:
         if self.format is None:
@@ -346,7 +346,7 @@ def make_smooth(dataset_root: str | Path, options: SmoothOptions, reporter: Repo
     workers = max(1, min(options.workers or available_cores(), len(jobs) or 1))
 
     # Batches bound how much work a crash can lose without rewriting the manifest per image.
-    batch = RecordBatch(ds, SMOOTH_SET, every=options.batch, seconds=10.0)
+    batch = RecordBatch(ds, SMOOTH_SET, every=options.batch, seconds=2.0)
 
     processed = 0
     reporter.start("smooth", "smoothing edges", total=len(jobs))

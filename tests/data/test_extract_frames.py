@@ -55,7 +55,7 @@ def test_every_second_keeps_exact_frames(film: Path, tmp_path: Path):
     assert summary.kept == 4 and not rep.warnings
     assert kept(tmp_path / "ds") == [(0, 0.0, 0), (25, 1.0, 25), (50, 2.0, 50), (75, 3.0, 75)]
     files = sorted(p.name for p in (tmp_path / "ds" / "style" / "film").iterdir())
-    assert files == ["f0000000.jpg", "f0000025.jpg", "f0000050.jpg", "f0000075.jpg"]
+    assert files == [".film", "f0000000.jpg", "f0000025.jpg", "f0000050.jpg", "f0000075.jpg"]  # .film: the folder's owner
 
 
 def test_start_end_accept_clock_times(film: Path, tmp_path: Path):

@@ -123,10 +123,10 @@ def test_a_full_disk_is_one_line(tmp_path, monkeypatch):
 
     import pipelines.data.importing as importing
 
-    def no_space(path, data):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def no_space(candidates, data, adoptable=None):
+        raise OSError(errno.ENOSPC, "No space left on device", str(next(iter(candidates))))
 
-    monkeypatch.setattr(importing, "atomic_write_bytes", no_space)
+    monkeypatch.setattr(importing, "claim_write", no_space)
     write_image(tmp_path / "in" / "p.png", skimage_photo("coffee", 32))
     res = runner.invoke(app, ["add-images", str(tmp_path / "in"), "--set", "photo", "--dataset", str(tmp_path / "ds")])
     assert res.exit_code == 1 and "Traceback" not in res.output
