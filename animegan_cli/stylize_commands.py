@@ -43,6 +43,7 @@ def stylize_cmd(
     out: Path = typer.Option(Path("stylized"), "--out", "-o", help="Output folder (folder inputs keep their structure under it)."),
     fmt: Optional[Fmt] = typer.Option(None, "--format", help="Image output format. Default: each input's own."),
     max_side: Optional[int] = typer.Option(None, "--max-side", min=16, help="Downscale first so the long side is at most this many pixels."),
+    max_memory: Optional[float] = typer.Option(None, "--max-memory", min=0.05, help="GiB for the model's activations and tiling buffers; every pass (whole images, the statistics pass of tiling, tiles) stays within it. [default: half the free RAM, at most 4 GiB on CPU; 70% of free GPU memory]", show_default=False),
     tile: Optional[int] = typer.Option(None, "--tile", min=64, max=8192, help="Stylize in tiles of this side. Default: only images too large for memory are tiled."),
     overlap: int = typer.Option(64, "--overlap", min=0, max=512, help="Overlap between tiles in pixels (blended)."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Images or frames of equal size per forward pass."),
@@ -68,7 +69,7 @@ def stylize_cmd(
     opts = StylizeOptions(
         weights=weights, out_dir=out, format=fmt.value if fmt else None, max_side=max_side, tile=tile,
         overlap=overlap, batch_size=batch_size, device=device.value, precision=precision.value, crf=crf,
-        preset=preset.value, start=start, end=end, overwrite=overwrite,
+        preset=preset.value, start=start, end=end, overwrite=overwrite, max_memory=max_memory,
     )
     with RichReporter(quiet=quiet) as reporter:
         summary = run(lambda: stylize(inputs, opts, reporter))

@@ -43,9 +43,11 @@ FORMATS = ("png", "jpg", "webp")
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
-# Peak activation memory per input pixel of a forward pass in fp32, measured on CPU at 768x768:
-# v2 1.8 KB, v1 2.2 KB, White-box 0.8 KB; the largest, with some headroom, stands for all.
-BYTES_PER_PIXEL_FP32 = 2400
+# Peak memory per input pixel of a forward pass in fp32 (activations, and what the process's heap
+# keeps around them): 2400 B from peak activations measured on CPU at 768x768 (v2 1.8 KB, v1 2.2 KB,
+# White-box 0.8 KB), raised to 3400 B because whole stylize runs under `--max-memory` measured 1.3-1.4x
+# over a 2400 B estimate (bench/bench_stylize_memory.py; docs/benchmarks.md).
+BYTES_PER_PIXEL_FP32 = 3400
 # On CPU at most this much memory goes to one forward pass (less when less is available).
 CPU_ACTIVATION_BYTES = 4 << 30
 DEFAULT_CPU_TILE = 1024
@@ -54,6 +56,10 @@ DEFAULT_CPU_TILE = 1024
 # 4.23 vs 2.89 GiB), so the memory estimate grows and the CPU tile shrinks by the square root.
 HEAP_PEAK_FACTOR = 1.5
 DEFAULT_OVERLAP = 64
+# A tiled image also holds two float32 accumulators of its size (the blended output and the weights)
+# and the decoded input: 16 + 3 bytes per pixel, part of the same budget as the activations.
+TILED_BYTES_PER_IMAGE_PIXEL = 19
+MIN_TILE = 64
 
 
 @dataclass
@@ -74,6 +80,7 @@ class StylizeOptions:
     overwrite: bool = False
     runs_dir: Path = Path("runs")
     fast_cpu: bool = True  # NNPACK convolutions on CPU when available
+    max_memory: float | None = None  # GiB for activations and tiling buffers; None: from the machine
 
 
 @dataclass
@@ -133,7 +140,7 @@ class Engine:
 
     def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
                  fast_cpu: bool = True, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
-                 pixel_budget: int | None = None):
+                 pixel_budget: int | None = None, memory_budget: int | None = None):
         self.device, self.dtype = device, dtype
         self.model = model.to(device).eval()
         self.model.requires_grad_(False)
@@ -146,14 +153,20 @@ class Engine:
                 self.heap_factor = HEAP_PEAK_FACTOR
             self.nnpack_convs = accelerate(self.model)
         self.tile, self.overlap = tile, overlap
-        self.pixel_budget = pixel_budget or self._pixel_budget()
+        # One budget for every pass: whole-image forwards, the tiled pass's statistics copy, and the
+        # tiles with their accumulators (`--max-memory`, or what the machine has free).
+        self.bytes_per_pixel = int(BYTES_PER_PIXEL_FP32 * self.heap_factor
+                                   // (2 if dtype != torch.float32 and device.type == "cuda" else 1))
+        if memory_budget is None and tile:  # --tile alone bounds memory too: one tile's worth per pass
+            memory_budget = tile * tile * self.bytes_per_pixel
+        self.memory_budget = memory_budget or self._memory_budget()
+        self.pixel_budget = pixel_budget or max(64 * 64, self.memory_budget // self.bytes_per_pixel)
 
-    def _pixel_budget(self) -> int:
-        bpp = BYTES_PER_PIXEL_FP32 // (2 if self.dtype != torch.float32 and self.device.type == "cuda" else 1)
+    def _memory_budget(self) -> int:
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
-            return max(256 * 256, int(free * 0.7) // bpp)
-        return max(256 * 256, min(CPU_ACTIVATION_BYTES, _available_ram() // 2) // int(bpp * self.heap_factor))
+            return int(free * 0.7)
+        return min(CPU_ACTIVATION_BYTES, _available_ram() // 2)
 
     def to_input(self, rgb: np.ndarray) -> torch.Tensor:
         """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1] on the device."""
@@ -180,13 +193,16 @@ class Engine:
     def needs_tiling(self, h: int, w: int) -> bool:
         return bool(self.tile) or h * w > self.pixel_budget
 
-    def tile_side(self) -> int:
-        if self.tile:
-            return self.tile
-        side = int((self.pixel_budget ** 0.5) // 8 * 8)
+    def tile_side(self, h: int = 0, w: int = 0) -> int:
+        """The tile side for an `h` x `w` image: `--tile` or what the budget allows once the image's
+        accumulators are paid for, whichever is smaller (never below MIN_TILE)."""
+        left = self.memory_budget - TILED_BYTES_PER_IMAGE_PIXEL * h * w
+        side = int(min(max(0, left // self.bytes_per_pixel), self.pixel_budget) ** 0.5 // 8 * 8)
         if self.device.type == "cpu":
-            return min(side, int(DEFAULT_CPU_TILE / self.heap_factor ** 0.5) // 8 * 8)
-        return side
+            side = min(side, int(DEFAULT_CPU_TILE / self.heap_factor ** 0.5) // 8 * 8)
+        if self.tile:
+            side = min(side, self.tile)
+        return max(MIN_TILE, side)
 
     def stylize_batch(self, images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -196,7 +212,7 @@ class Engine:
         h, w = rgb.shape[:2]
         if not self.needs_tiling(h, w):
             return self.stylize_batch(rgb[None])[0]
-        out, _ = stylize_tiled(self.model, rgb, self.tile_side(), self.overlap, run=self.run,
+        out, _ = stylize_tiled(self.model, rgb, self.tile_side(h, w), self.overlap, run=self.run,
                                to_input=self.to_input, stats_pixels=self.pixel_budget, on_tile=on_tile)
         return out
 
@@ -327,7 +343,8 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
     loaded = load_generator(weights, device="cpu")
     summary.weights, summary.device = loaded.source, str(device)
     engine = Engine(loaded.model, device, dtype, fast_cpu=options.fast_cpu, tile=options.tile,
-                    overlap=options.overlap)
+                    overlap=options.overlap,
+                    memory_budget=int(options.max_memory * 2**30) if options.max_memory else None)
     reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}, precision {str(dtype).replace('torch.', '')}")
 
     images = [j for j in todo if not j.video]
@@ -415,8 +432,9 @@ def _stylize_images(jobs: list[_Job], engine: Engine, options: StylizeOptions, r
             h, w = rgb.shape[:2]
             if engine.needs_tiling(h, w):
                 flush()
-                n = tiles_for(h, w, engine.tile_side(), engine.overlap)
-                reporter.info(f"{job.src}: {w}x{h}, stylizing in {n} tiles of {engine.tile_side()} px")
+                side = engine.tile_side(h, w)
+                n = tiles_for(h, w, side, engine.overlap)
+                reporter.info(f"{job.src}: {w}x{h}, stylizing in {plural(n, 'tile')} of {side} px")
                 submit(job, engine.stylize_image(rgb))
                 n_done += 1
                 reporter.advance("images")

@@ -67,3 +67,20 @@ def test_engine_tiles_what_does_not_fit(image: np.ndarray):
     out = engine.stylize_image(image)
     assert out.shape == image.shape
     assert np.abs(out.astype(int) - ref).mean() < 6.0
+
+
+def test_one_memory_budget_bounds_every_pass(image: np.ndarray):
+    """--max-memory sizes the statistics pass and the tiles (with the image's accumulators paid for);
+    --tile alone bounds the statistics pass to one tile's worth as well."""
+    from pipelines.inference.stylize import TILED_BYTES_PER_IMAGE_PIXEL
+
+    model = InferenceModel.for_architecture("animegan_v2").eval()
+    budget = 96 * 96 * 3400  # bytes: about a 96 px square of activations
+    engine = Engine(model, torch.device("cpu"), fast_cpu=False, memory_budget=budget)
+    assert engine.pixel_budget == budget // engine.bytes_per_pixel  # the statistics pass's pixels
+    h, w = image.shape[:2]
+    side = engine.tile_side(h, w)
+    assert side * side * engine.bytes_per_pixel + TILED_BYTES_PER_IMAGE_PIXEL * h * w <= budget
+    assert engine.needs_tiling(h, w) and engine.stylize_image(image).shape == image.shape
+    tiled = Engine(model, torch.device("cpu"), fast_cpu=False, tile=64)
+    assert tiled.pixel_budget == 64 * 64 and tiled.tile_side(h, w) == 64
