@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def decode_image(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
             check_pixels(*header.size, name)
     except (UnidentifiedImageError, OSError, ValueError):
         pass  # not for PIL to judge: OpenCV below may still read it, or says it cannot
-    if not _has_alpha(data):
+    if not _has_alpha(data) and not _damaged_png(data):
         # OpenCV applies EXIF orientation and depth/channel conversion itself and is the fastest
         # decoder available; PIL below covers what it cannot read.
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -193,6 +194,25 @@ def decode_image(data: bytes, name: str | Path = "<bytes>") -> np.ndarray:
         raise InputError(name, "not a readable image (unrecognised format; animegan reads JPEG, PNG, WebP, BMP and TIFF)") from None
     except Exception as exc:  # PIL raises many types for corrupt data
         raise InputError(name, f"not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _damaged_png(data: bytes) -> bool:
+    """Whether PNG data has a chunk whose CRC does not match. Such files go to PIL, which reports them
+    in our one line, rather than to OpenCV, whose libpng prints its own "libpng error" line to stderr."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return False
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        end = pos + 12 + length
+        if end > len(data):
+            return True  # truncated
+        if zlib.crc32(data[pos + 4:pos + 8 + length]) != int.from_bytes(data[pos + 8 + length:end], "big"):
+            return True
+        if data[pos + 4:pos + 8] == b"IEND":
+            return False
+        pos = end
+    return True  # no IEND
 
 
 def _has_alpha(data: bytes) -> bool:

@@ -129,6 +129,6 @@ def phase_ranges(phases: list[tuple[str, int]], steps_per_epoch: int, total_step
     for name, epochs in phases:
         first, last = start + 1, start + epochs * steps_per_epoch
         out.append({"phase": name, "epochs": epochs, "first": first, "last": min(last, total_steps),
-                    "runs": first <= total_steps})
+                    "runs": first <= total_steps, "complete": last <= total_steps})
         start = last
     return out

@@ -483,7 +483,9 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                   f"{f', {world} processes' if world > 1 else ''}; run folder {run_dir}")
     for r in ranges:
         if r["runs"]:
-            reporter.info(f"{r['phase']} phase: steps {r['first']}-{r['last']} ({r['epochs']} epoch{'s' if r['epochs'] != 1 else ''})")
+            epochs = f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}"
+            reporter.info(f"{r['phase']} phase: steps {r['first']}-{r['last']} "
+                          + (f"({epochs})" if r["complete"] else f"(--max-steps ends it before its {epochs})"))
     if not ranges[-1]["runs"] and step < ranges[-1]["first"]:
         warn(step, [("phase_skipped", f"the run stops at step {total_steps}, before its {ranges[-1]['phase']} phase starts at "
                      f"step {ranges[-1]['first']}: the generator will only reconstruct photos; raise --max-steps or lower --init-epochs")])

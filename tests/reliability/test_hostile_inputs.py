@@ -212,3 +212,15 @@ def test_truncated_video_in_stylize_keeps_what_decoded_and_says_so(tmp_path):
     assert "truncated or damaged" in said(res) and "has the 49 frames that could be decoded" in said(res)
     with av.open(str(tmp_path / "out" / "cut.mp4")) as c:
         assert sum(1 for _ in c.decode(c.streams.video[0])) == 49
+
+
+def test_a_damaged_png_is_one_line_and_nothing_else(tmp_path, capfd):
+    """A bit flipped inside a PNG: our one line, and no "libpng error" printed by the decoder itself."""
+    from pipelines.fileio import encode_image
+
+    png = encode_image(skimage_photo("coffee", 48), ".png")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "flipped.png").write_bytes(png[:100] + bytes([png[100] ^ 0xFF]) + png[101:])
+    res = runner.invoke(app, ["add-images", str(tmp_path / "in"), "--set", "photo", "--dataset", str(tmp_path / "ds"), "-q"])
+    assert res.exit_code == 1 and "flipped.png: not a readable image" in said(res)
+    assert "libpng" not in capfd.readouterr().err

@@ -70,8 +70,10 @@ def test_state_round_trip_keeps_what_a_resumed_run_needs():
 
 
 def test_phase_ranges():
-    r = phase_ranges([("init", 2), ("gan", 10)], steps_per_epoch=5, total_steps=30)
-    assert r == [{"phase": "init", "epochs": 2, "first": 1, "last": 10, "runs": True},
-                 {"phase": "gan", "epochs": 10, "first": 11, "last": 30, "runs": True}]
+    r = phase_ranges([("init", 2), ("gan", 10)], steps_per_epoch=5, total_steps=60)
+    assert r == [{"phase": "init", "epochs": 2, "first": 1, "last": 10, "runs": True, "complete": True},
+                 {"phase": "gan", "epochs": 10, "first": 11, "last": 60, "runs": True, "complete": True}]
+    cut = phase_ranges([("init", 2), ("gan", 10)], steps_per_epoch=5, total_steps=30)
+    assert cut[1] == {"phase": "gan", "epochs": 10, "first": 11, "last": 30, "runs": True, "complete": False}
     short = phase_ranges([("init", 2), ("gan", 10)], steps_per_epoch=5, total_steps=8)
     assert short[0]["last"] == 8 and short[1]["runs"] is False

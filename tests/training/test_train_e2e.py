@@ -6,6 +6,7 @@ bitwise-identical results need the same thread count, and the test machines are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,32 @@ COMMON = ["--vgg-weights", "random", "--image-size", "64", "--batch-size", "2", 
 
 def train(*args: str) -> "object":
     return CliRunner().invoke(app, ["train", *args])
+
+
+@contextlib.contextmanager
+def train_process(ds: Path, run: Path, *extra: str):
+    """`animegan train` (8 steps, 2 loader workers) as a child process, killed if a test leaves it running."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "animegan_cli", "train", str(ds), "--out", str(run), *COMMON,
+         "--workers", "2", "--max-steps", "8", *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, run: Path, step: int) -> None:
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(s >= step for s, _ in list_checkpoints(run)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint at step {step} while running (exit code {proc.poll()})")
 
 
 @pytest.fixture(scope="module")
@@ -122,25 +149,10 @@ def test_sigkill_then_resume_matches_straight_run(straight, tmp_path):
     """Killed (kill -9) once a checkpoint past step 1 exists, with 2 loader workers; resumed to the end."""
     ds, ref = straight
     run = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "animegan_cli", "train", str(ds), "--out", str(run), *COMMON,
-         "--workers", "2", "--max-steps", "8", "--checkpoint-every", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            if any(step >= 2 for step, _ in list_checkpoints(run)):
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    with train_process(ds, run, "--checkpoint-every", "1") as proc:
+        wait_for_checkpoint(proc, run, 2)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
     res = train("--out", str(run), "--resume")
@@ -175,7 +187,7 @@ def test_a_run_that_ends_before_its_gan_phase_says_so_and_runs_lists_it(straight
                 "--init-epochs", "2", "--epochs", "1", "--max-steps", "2", "--workers", "0")
     assert res.exit_code == 0, res.output
     text = said(res)
-    assert "init phase: steps 1-2 (2 epochs)" in text
+    assert "init phase: steps 1-2 (--max-steps ends it before its 2 epochs)" in text
     assert "before its gan phase starts at step 7" in text and "--max-steps" in text
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["warning"] for r in rows if "warning" in r] == ["phase_skipped"]
@@ -196,26 +208,10 @@ def test_sigint_or_sigterm_saves_a_checkpoint_and_says_how_to_resume(straight, t
     straight run."""
     ds, ref = straight
     run = tmp_path / "stopped"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "animegan_cli", "train", str(ds), "--out", str(run), *COMMON,
-         "--workers", "2", "--max-steps", "8", "--checkpoint-every", "100"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            # epoch 1 ends at step 3 with a checkpoint; stop in the middle of epoch 2
-            if any(step >= 3 for step, _ in list_checkpoints(run)):
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "finished before it could be stopped"
+    with train_process(ds, run, "--checkpoint-every", "100") as proc:
+        wait_for_checkpoint(proc, run, 3)  # epoch 1 ends at step 3 with a checkpoint; stop in epoch 2
         os.kill(proc.pid, sig)
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == code, err[-2000:]
     steps = [s for s, _ in list_checkpoints(run)]
     stopped_at = steps[-1]

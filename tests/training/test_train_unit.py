@@ -193,8 +193,8 @@ def test_cli_dry_run_prints_config_and_counts(tmp_path):
     assert doc["data"] == {"photo": 6, "style": 6, "smooth": 6, "held_out_photos": 0}
     assert doc["steps_per_epoch"] == 1 and doc["total_steps"] == 110
     assert doc["config"]["weights"]["tv"] == 0.5 and doc["config"]["weights"]["color"] == 10.0
-    assert doc["phases"] == [{"phase": "init", "epochs": 10, "first": 1, "last": 10, "runs": True},
-                             {"phase": "gan", "epochs": 100, "first": 11, "last": 110, "runs": True}]
+    assert doc["phases"] == [{"phase": "init", "epochs": 10, "first": 1, "last": 10, "runs": True, "complete": True},
+                             {"phase": "gan", "epochs": 100, "first": 11, "last": 110, "runs": True, "complete": True}]
     assert not (tmp_path / "run").exists()
 
 
@@ -203,7 +203,7 @@ def test_dry_run_shows_a_phase_that_max_steps_cuts_off(tmp_path):
     res = CliRunner().invoke(app, ["train", str(tmp_path / "ds"), "--dry-run", "--batch-size", "4", "--max-steps", "5"])
     assert res.exit_code == 0, res.output
     phases = json.loads(res.stdout)["phases"]
-    assert phases[0]["last"] == 5 and phases[1] == {"phase": "gan", "epochs": 100, "first": 11, "last": 5, "runs": False}
+    assert phases[0]["last"] == 5 and phases[1] == {"phase": "gan", "epochs": 100, "first": 11, "last": 5, "runs": False, "complete": False}
 
 
 def test_validation_errors_name_the_option_typed(tmp_path):
