@@ -138,7 +138,7 @@ def train(
     overrides = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if v is not None}
     if any(v is not None for v in weights.values()):
         overrides["weights"] = {k: v for k, v in weights.items() if v is not None}
-    request = TrainRequest(config_file=config, overrides=overrides, resume=resume, dry_run=dry_run)
+    request = TrainRequest(config_file=config, overrides=overrides, resume=resume, dry_run=dry_run, quiet=quiet)
 
     with RichReporter(quiet=quiet) as reporter, graceful_stop(reporter):
         result = run(lambda: run_train(request, reporter))

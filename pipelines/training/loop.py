@@ -152,6 +152,7 @@ class TrainRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
     dry_run: bool = False
+    quiet: bool = False  # passed on to the processes `--nproc` launches
 
 
 @dataclass
@@ -213,6 +214,8 @@ def _launch_torchrun(config: TrainConfig, request: TrainRequest, reporter: Repor
                "-m", "animegan_cli", "train", "--config", str(cfg_path), "--out", str(config.out)]
         if request.resume:
             cmd.append("--resume")
+        if request.quiet:
+            cmd.append("--quiet")
         reporter.info(f"launching {config.nproc} training processes (torch.distributed.run)")
         code = subprocess.call(cmd, env={**os.environ, _LAUNCHER_ENV: "1"})
     if code != 0:

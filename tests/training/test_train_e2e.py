@@ -277,3 +277,27 @@ def test_resume_with_another_process_count_is_refused(straight, tmp_path):
     assert res.exit_code == 4
     assert "this run trains with 2 processes, not 1; resume it with --nproc 2" in said(res)
     assert (run / "config.json").read_text() == before  # a refused resume changes nothing
+
+
+def test_two_process_ddp_run_stopped_and_resumed_equals_a_straight_one(tmp_path):
+    """`--nproc 2` on CPU (gloo) through the CLI: a run stopped at step 4 and resumed to 6 gives the
+    generator of a straight 6-step run, and resuming it with one process is refused."""
+    ds = tmp_path / "ds"
+    build_tiny_dataset(ds, size=64)
+    ddp = ["--nproc", "2", "--device", "cpu", "--vgg-weights", "random", "--image-size", "64", "--batch-size", "1",
+           "--init-epochs", "1", "--epochs", "2", "--workers", "0", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "animegan_cli", "train", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    for run, steps in (("straight", "6"), ("part", "4")):
+        res = cli(str(ds), "--out", str(tmp_path / run), *ddp, "--max-steps", steps)
+        assert res.returncode == 0, res.stderr[-2000:]
+    assert "phase" not in res.stderr  # --quiet reaches the launched processes too
+    res = cli("--out", str(tmp_path / "part"), "--resume", "--max-steps", "6", "-q")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert same_generator(tmp_path / "part", tmp_path / "straight")
+    res = cli("--out", str(tmp_path / "part"), "--resume", "--max-steps", "8", "--nproc", "1")
+    assert res.returncode == 4 and "resume it with --nproc 2" in " ".join(res.stderr.split())
