@@ -93,7 +93,7 @@ def big_child(w: int, h: int) -> None:
     out = engine.stylize_image(rgb)
     secs = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_rss": peak, "seconds": secs, "shape": list(out.shape), "tile": engine.tile_side(),
+    print(json.dumps({"peak_rss": peak, "seconds": secs, "shape": list(out.shape), "tile": engine.tile_side(h, w),
                       "budget_px": engine.pixel_budget}))
 
 
@@ -111,6 +111,8 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--big", default="6000x4000", help="WxH of the tiled-memory test; 'none' to skip")
+    ap.add_argument("--load", type=int, default=0, help="busy-loop processes competing for the CPU during the speed test "
+                                                        "(a loaded machine: the engine must not fall behind plain)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--plain-child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--plain-out", default=None, help=argparse.SUPPRESS)
@@ -120,7 +122,14 @@ if __name__ == "__main__":
     elif a.child:
         big_child(*map(int, a.child.split("x")))
     else:
-        print(f"note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: figures are noisy)")
-        speed(a.size, a.repeats)
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(a.load)]
+        try:
+            time.sleep(2 if hogs else 0)
+            print(f"note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+                  f"{f', {a.load} busy-loop processes running' if hogs else ''} (shared machine: figures are noisy)")
+            speed(a.size, a.repeats)
+        finally:
+            for hog in hogs:
+                hog.kill()
         if a.big != "none":
             big(*map(int, a.big.split("x")))

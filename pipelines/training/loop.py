@@ -532,14 +532,15 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         epoch_done = epoch_step == spe
         finished = step >= total_steps
         log_now = step % config.log_every == 0 or finished
-        eval_now = is_main and (step % config.eval_every == 0 or finished)
+        eval_due = step % config.eval_every == 0 or finished  # the same on every rank: `check` is collective
+        eval_now = is_main and eval_due
         sample_now = bool(config.sample_every) and step % config.sample_every == 0
         # A stop request is honoured by a single process only: under DDP every rank would have to agree
         # on the step (a collective per step); there Ctrl-C stops at once and --resume goes on from the
         # last periodic checkpoint.
         abort = world == 1 and reporter.should_abort()
         save_now = epoch_done or finished or abort or step % config.checkpoint_every == 0
-        if log_now or save_now or eval_now or sample_now:
+        if log_now or save_now or eval_due or sample_now:
             check()
         # Short enough for an 80-column terminal: the phase, the epoch and the generator's last checked loss.
         reporter.advance("train", 1, phase=phase.name, epoch=f"{epoch + 1}/{shown_epochs}",
