@@ -81,6 +81,36 @@ def make_smooth_command(
         reporter.info(f"{s.smoothed} smoothed, {s.up_to_date} already up to date, {s.removed} removed ({plural(s.total, 'style image')})")
 
 
+class Lines(str, Enum):
+    thin = "thin"
+    thick = "thick"
+
+
+def make_sketch_command(
+    dataset_arg: Optional[Path] = typer.Argument(None, metavar="DATASET", help="Dataset folder (default: ./dataset).", show_default=False),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", "-d", help="Dataset folder; same as the argument.", show_default=False),
+    source: str = typer.Option("illustration", "--from", help="The set to draw: illustration (add-images --set illustration), or style to use the frames of extract-frames."),
+    lines: Lines = typer.Option(Lines.thin, "--lines", help="thin: XDoG lines about a pixel wide; thick: each line a pixel wider (ink rather than pencil)."),
+    size: Optional[int] = typer.Option(None, "--size", min=16, max=8192, help="Resize so the short side is SIZE first (aspect ratio kept). [default: keep the stored size]", show_default=False),
+    fmt: OutputFormat = typer.Option(OutputFormat.png, "--format", "-f", help="Output format (png keeps the hard black-and-white lines exact)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, max=256, help="Worker processes. [default: all cores]", show_default=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Draw the line-art twin of every illustration under DATASET/sketch/ (XDoG; docs/colorize.md).
+
+    Incremental like make-smooth: sketches whose illustration and settings are unchanged are skipped;
+    sketches whose illustration record was removed are deleted. Sketches you import yourself
+    (`add-images --set sketch`, same relative paths as their illustrations) are left alone."""
+    from pipelines.data.sketches import make_sketch
+
+    root = _pick_dataset(dataset_arg, dataset)
+    options = SmoothOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers,
+                            params={"lines": lines.value})
+    with RichReporter(quiet=quiet) as reporter:
+        s = run(lambda: make_sketch(root, options, reporter, source_set=source))
+        reporter.info(f"{s.made} drawn, {s.up_to_date} already up to date, {s.removed} removed ({plural(s.total, 'illustration')})")
+
+
 def _print_prune(r: PruneResult, root: Path) -> None:
     def said(items: list[str], what: str) -> None:
         if items:
@@ -155,3 +185,4 @@ def _print_summary(s: DatasetSummary) -> None:
 def register(app: typer.Typer) -> None:
     app.command("dataset")(dataset_command)
     app.command("make-smooth")(make_smooth_command)
+    app.command("make-sketch")(make_sketch_command)

@@ -11,6 +11,7 @@ Usage: python bench/bench_make_smooth.py [--style-dir /work/shared/data/style_ha
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -70,7 +71,8 @@ def read_write_all(ds: Dataset, workers: int, suffix: str | None) -> None:
         for j in jobs:
             _read_write(j)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker,
+                             initargs=(os.getpid(),)) as pool:
         list(pool.map(_read_write, jobs))
 
 

@@ -41,7 +41,8 @@ KNOWN_SETS = {
     "smooth": "edge-smoothed twins of the style frames (AnimeGAN)",
     "photo": "real photos (the inputs to translate)",
     "cartoon": "cartoon images (White-box Cartoonization, optional; style is used when absent)",
-    "sketch": "line-art sketches (Style2paints)",
+    "illustration": "colour illustrations (Style2paints: the targets and references)",
+    "sketch": "line-art sketches of the illustrations (Style2paints; make-sketch, or imported)",
 }
 MAX_SIDE = 1_000_000  # pixels; a larger recorded width or height means a damaged manifest
 SET_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
