@@ -101,10 +101,11 @@ def make_sketch_command(
     Incremental like make-smooth: sketches whose illustration and settings are unchanged are skipped;
     sketches whose illustration record was removed are deleted. Sketches you import yourself
     (`add-images --set sketch`, same relative paths as their illustrations) are left alone."""
+    from pipelines.data.derived import DeriveOptions
     from pipelines.data.sketches import make_sketch
 
     root = _pick_dataset(dataset_arg, dataset)
-    options = SmoothOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers,
+    options = DeriveOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers,
                             params={"lines": lines.value})
     with RichReporter(quiet=quiet) as reporter:
         s = run(lambda: make_sketch(root, options, reporter, source_set=source))

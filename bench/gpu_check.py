@@ -27,7 +27,6 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np

@@ -201,6 +201,7 @@ def _damaged_png(data: bytes) -> bool:
     in our one line, rather than to OpenCV, whose libpng prints its own "libpng error" line to stderr."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return False
+    data = memoryview(data)  # every image decode passes here (training reads each sample): slice, never copy
     pos = 8
     while pos + 12 <= len(data):
         length = int.from_bytes(data[pos:pos + 4], "big")
@@ -209,7 +210,7 @@ def _damaged_png(data: bytes) -> bool:
             return True  # truncated
         if zlib.crc32(data[pos + 4:pos + 8 + length]) != int.from_bytes(data[pos + 8 + length:end], "big"):
             return True
-        if data[pos + 4:pos + 8] == b"IEND":
+        if data[pos + 4:pos + 8].tobytes() == b"IEND":
             return False
         pos = end
     return True  # no IEND
@@ -295,13 +296,13 @@ STALE_TEMPORARY_SECONDS = 600
 _TEMPORARY_RE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
-def stale_temporaries(root: Path, now: float | None = None, recursive: bool = True) -> list[Path]:
+def stale_temporaries(root: Path, now: float | None = None) -> list[Path]:
     """Temporary files of atomic writes under `root` that a killed command left behind."""
     now = time.time() if now is None else now
     found = []
     if not root.is_dir():
         return []
-    for f in (root.rglob(".*") if recursive else root.glob(".*")):
+    for f in root.rglob(".*"):
         try:
             if f.is_file() and _TEMPORARY_RE.match(f.name) and now - f.stat().st_mtime > STALE_TEMPORARY_SECONDS:
                 found.append(f)
@@ -310,12 +311,10 @@ def stale_temporaries(root: Path, now: float | None = None, recursive: bool = Tr
     return sorted(found)
 
 
-
-
-def remove_stale_temporaries(root: Path, recursive: bool = True) -> list[Path]:
+def remove_stale_temporaries(root: Path) -> list[Path]:
     """Delete what `stale_temporaries` finds (a command's own leftovers from a killed run); returns them."""
     removed = []
-    for f in stale_temporaries(root, recursive=recursive):
+    for f in stale_temporaries(root):
         try:
             f.unlink()
             removed.append(f)

@@ -11,7 +11,7 @@ FID and KID (pipelines.evaluation.fid).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,9 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
         if options.fid_against is None and options.style is None:
             raise InputError(options.inception_weights, "FID/KID need a set to compare with: --fid-against FOLDER or --style DATASET")
         extractor = load_inception(options.inception_weights)
+    gram = _GramDistance(options.vgg_weights, reporter) if options.style is not None and options.vgg_weights else None
+    # Every image is read once: the unpaired figures' statistics are gathered while it is in memory.
+    outs, inputs = _SetStats(gram, extractor), _SetStats(gram, None)
     out_files = [f for p in outputs for f in _files(Path(p))]
     if not out_files:
         raise InputError(outputs[0] if outputs else None, "no image files to evaluate")
@@ -112,15 +115,12 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
                                      "255; references resized to the output's size (area) when sizes differ")
 
     # ---- paired metrics -------------------------------------------------------------------------
-    readable: list[tuple[Path, Path | None]] = []  # (output, its reference) for the later passes, re-read there
-    out_hist: list[np.ndarray] = []
-    ref_hist: list[np.ndarray] = []
     resized = 0
     reporter.start("eval", "measure outputs", total=len(out_files))
     for f, key in out_files:
         out = _read(f, reporter)
         row: dict[str, Any] = {"output": str(f)}
-        ref_img, ref_path = None, None
+        ref_img = None
         if out is None:
             result.failed += 1
         elif options.reference is not None:
@@ -131,9 +131,8 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
                 ref_img = _read(ref_path, reporter)
                 if ref_img is None:
                     result.failed += 1
-                    ref_path = None
                 else:
-                    ref_hist.append(M.color_histogram(ref_img))
+                    inputs.add(ref_img)
                     row["reference"] = str(ref_path)
                     if ref_img.shape != out.shape:
                         ref_img = cv2.resize(ref_img, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_AREA)
@@ -141,8 +140,7 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
                     row.update(paired_metrics(ref_img, out))
         if out is not None:
             result.images.append(row)
-            readable.append((f, ref_path))
-            out_hist.append(M.color_histogram(out))
+            outs.add(out)
         reporter.advance("eval")
     reporter.finish("eval")
     if result.unpaired:
@@ -156,42 +154,84 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
             result.metrics[name] = float(np.mean(values))
 
     # ---- style distances ------------------------------------------------------------------------
+    style = None
     if options.style is not None:
-        style_paths = _style_files(options.style, options.style_set)
-        style_hist = np.mean([M.color_histogram(x) for x in _iter_readable(style_paths, reporter)], axis=0)
-        result.metrics["style_hist"] = M.histogram_distance(np.mean(out_hist, axis=0), style_hist)
-        if ref_hist:
-            result.metrics["input_style_hist"] = M.histogram_distance(np.mean(ref_hist, axis=0), style_hist)
+        fid_here = extractor is not None and options.fid_against is None  # FID against the same style set
+        style = _SetStats(gram, extractor if fid_here else None)
+        style.add_all(_style_files(options.style, options.style_set), reporter, "style set")
+        result.metrics["style_hist"] = M.histogram_distance(outs.hist(), style.hist())
+        if inputs.n:
+            result.metrics["input_style_hist"] = M.histogram_distance(inputs.hist(), style.hist())
         result.protocol["style_hist"] = ("Bhattacharyya distance between the mean 8x8x8 RGB histograms of the "
                                          f"outputs and of {options.style}'s '{options.style_set}' set")
-        if options.vgg_weights:
-            gram = _GramDistance(options.vgg_weights, reporter)
-            target = gram.mean_gram(_iter_readable(style_paths, reporter))
-            result.metrics["style_gram"] = gram.distance(gram.mean_gram(_iter_readable([o for o, _ in readable], reporter)), target)
-            ref_paths = [r for _, r in readable if r is not None]
-            if ref_paths:
-                result.metrics["input_style_gram"] = gram.distance(gram.mean_gram(_iter_readable(ref_paths, reporter)), target)
+        if gram is not None:
+            result.metrics["style_gram"] = gram.distance(outs.gram(), style.gram())
+            if inputs.n:
+                result.metrics["input_style_gram"] = gram.distance(inputs.gram(), style.gram())
             result.protocol["style_gram"] = (f"L1 between mean VGG19 conv4_4 Gram matrices ({options.vgg_weights} weights, "
                                              f"short side {GRAM_SIDE}), relative to the style set's mean |Gram|")
 
     # ---- FID / KID ------------------------------------------------------------------------------
     if extractor is not None:
-        from .fid import fid_kid, image_features
+        from .fid import fid_kid
 
         against = options.fid_against or options.style
-        real_paths = (_style_files(against, options.style_set) if (Path(against) / "manifest.json").is_file()
-                      else [f for f, _ in _files(Path(against))])
-        reporter.start("fid", "Inception features", total=len(real_paths) + len(readable))
-        tick = lambda: reporter.advance("fid")  # noqa: E731
-        real = image_features(extractor, _iter_readable(real_paths, reporter), tick)
-        fake = image_features(extractor, _iter_readable([o for o, _ in readable], reporter), tick)
-        reporter.finish("fid")
-        r = fid_kid(real, fake)
+        if options.fid_against is None:
+            real = style  # already measured with the style set
+        else:
+            real = _SetStats(None, extractor)
+            real.add_all(_style_files(against, options.style_set) if (Path(against) / "manifest.json").is_file()
+                         else [f for f, _ in _files(Path(against))], reporter, "images to compare with")
+        r = fid_kid(real.features(), outs.features())
         result.metrics.update({"fid": r.fid, "kid": r.kid_mean, "kid_std": r.kid_std})
         result.protocol["fid"] = (f"torchmetrics FID/KID over torch-fidelity's Inception-v3 pool3 (2048-d), each image at "
                                   f"its own size (resized to 299 inside the network); {r.real} images of {against} "
                                   f"against {r.fake} outputs; KID subsets of {min(1000, r.real, r.fake)}")
     return result
+
+
+class _SetStats:
+    """Running statistics of an image set for the unpaired figures: mean colour histogram, and with
+    the networks given, mean VGG Gram matrix and Inception features. Images are added one at a time."""
+
+    def __init__(self, gram: "_GramDistance | None", extractor: Any):
+        self.gram_net, self.extractor = gram, extractor
+        self.n = 0
+        self._hist: np.ndarray | None = None
+        self._gram: np.ndarray | None = None
+        self._features: list[Any] = []
+
+    def add(self, img: np.ndarray) -> None:
+        h = M.color_histogram(img)
+        self._hist = h if self._hist is None else self._hist + h
+        if self.gram_net is not None:
+            g = self.gram_net.gram(img)
+            self._gram = g if self._gram is None else self._gram + g
+        if self.extractor is not None:
+            from .fid import image_features
+
+            self._features.append(image_features(self.extractor, [img]))
+        self.n += 1
+
+    def add_all(self, paths: list[Path], reporter: Reporter, what: str) -> None:
+        reporter.start(what, what, total=len(paths))
+        for img in _iter_readable(paths, reporter):
+            self.add(img)
+            reporter.advance(what)
+        reporter.finish(what)
+        if not self.n:
+            raise AnimeganError(f"none of the {len(paths)} {what} images could be read")
+
+    def hist(self) -> np.ndarray:
+        return self._hist / self.n
+
+    def gram(self) -> np.ndarray:
+        return self._gram / self.n
+
+    def features(self):  # [N, D] float64
+        import torch
+
+        return torch.cat(self._features) if self._features else torch.zeros(0, 0, dtype=torch.float64)
 
 
 def _iter_readable(paths: list[Path], reporter: Reporter) -> Iterator[np.ndarray]:
@@ -217,24 +257,18 @@ class _GramDistance:
         finally:
             torch.random.set_rng_state(state)
 
-    def mean_gram(self, images: Iterable[np.ndarray]) -> np.ndarray:
+    def gram(self, img: np.ndarray) -> np.ndarray:
+        """The `[512, 512]` float64 Gram matrix of one `[H, W, 3] uint8` image at a GRAM_SIDE short side."""
         import torch
 
-        total, n = None, 0
+        h, w = img.shape[:2]
+        scale = GRAM_SIDE / min(h, w)
+        small = cv2.resize(img, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
         with torch.no_grad():
-            for img in images:
-                h, w = img.shape[:2]
-                scale = GRAM_SIDE / min(h, w)
-                small = cv2.resize(img, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
-                x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W] in [-1, 1]
-                f = self.vgg(x)[0]  # [512, h, w]
-                f = f.reshape(f.shape[0], -1)
-                g = (f @ f.T / f.numel()).double().numpy()  # the training losses' Gram: F^T F / (H*W*C)
-                total = g if total is None else total + g
-                n += 1
-        if total is None:
-            raise AnimeganError("no readable image to take a Gram matrix of")
-        return total / n
+            x = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W] in [-1, 1]
+            f = self.vgg(x)[0]  # [512, h, w]
+            f = f.reshape(f.shape[0], -1)
+            return (f @ f.T / f.numel()).double().numpy()  # the training losses' Gram: F^T F / (H*W*C)
 
     @staticmethod
     def distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -6,14 +6,14 @@ resume, then the loop (one batch -> the phase's updates -> metrics, checkpoints,
 Run folder::
 
     RUN/config.json                  resolved options, versions, manifest sha256
-    RUN/metrics.jsonl                one JSON object every --log-every steps
+    RUN/metrics.jsonl                losses every --log-every steps, held-out evaluations, health warnings
     RUN/samples/epoch-XXXX.png       held-out photos (top row) and their stylized versions (bottom)
     RUN/samples/final.png
     RUN/checkpoints/step-XXXXXXX.pt  everything needed for an exact resume (last --keep-checkpoints)
     RUN/generator.safetensors        the exported generator (+ generator.json), each epoch and at the end
     RUN/tensorboard/                 when the tensorboard package is installed
 
-Exact resume: all randomness of the data comes from (seed, epoch, position) (see train_data), the
+Exact resume: all randomness of the data comes from (seed, epoch, position) (see batches.py), the
 networks and optimizers, GradScalers and RNG states are in the checkpoint, and the DataLoader has
 its own generator so that building one does not move the global RNG. On CPU with one process,
 N straight steps and a resumed run to N give identical weights.

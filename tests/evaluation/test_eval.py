@@ -153,3 +153,23 @@ def test_inception_file_problems_are_one_line(tmp_path, outputs_and_inputs):
     assert wrong.exit_code == 2 and "not the Inception-v3 FID weights" in " ".join(wrong.output.split())
     nothing = CliRunner().invoke(app, ["eval", str(root / "outputs"), "--inception-weights", str(junk)])
     assert nothing.exit_code == 2 and "--fid-against" in nothing.output
+
+
+def test_eval_fid_path_end_to_end_with_a_stand_in_network(tmp_path, monkeypatch):
+    """The whole `eval --inception-weights` path (style set read once for histograms, Grams and features;
+    or a folder given with --fid-against), with the stand-in network in place of Inception."""
+    import pipelines.evaluation.fid as fid
+
+    monkeypatch.setattr(fid, "load_inception", lambda path: TinyFeatures())
+    ds = build_tiny_dataset(tmp_path / "ds", size=64, with_smooth=False)
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(b"stand-in")
+    res = CliRunner().invoke(app, ["eval", str(ds.root / "photo"), "--style", str(ds.root), "--vgg-weights", "random",
+                                   "--inception-weights", str(weights), "--json"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)["metrics"]
+    assert {"style_hist", "style_gram", "fid", "kid", "kid_std"} <= set(m) and m["fid"] > 0
+    same = CliRunner().invoke(app, ["eval", str(ds.root / "photo"), "--inception-weights", str(weights),
+                                    "--fid-against", str(ds.root / "photo"), "--json"])
+    assert same.exit_code == 0, same.output
+    assert abs(json.loads(same.stdout)["metrics"]["fid"]) < 1e-6  # a set against itself
