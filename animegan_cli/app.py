@@ -6,7 +6,7 @@ import typer
 
 from pipelines import __version__
 
-from . import data_commands, demo_command, eval_commands, frames_commands, stylize_commands, train_command
+from . import colorize_command, data_commands, demo_command, eval_commands, frames_commands, stylize_commands, train_command
 
 def _hide_list_types() -> None:
     """Typer shows a list argument's Python type after its name (`PATHS... <list[Path]>`), which tells a
@@ -51,7 +51,8 @@ def _root(
     pass
 
 
-for module in (demo_command, frames_commands, data_commands, train_command, stylize_commands, eval_commands):
+for module in (demo_command, frames_commands, data_commands, train_command, stylize_commands, colorize_command,
+               eval_commands):
     module.register(app)
 
 

@@ -19,6 +19,7 @@ class Model(str, Enum):
     animegan = "animegan"
     animeganv2 = "animeganv2"
     whitebox = "whitebox"
+    style2paints = "style2paints"
 
 
 class Style(str, Enum):
@@ -35,6 +36,16 @@ class Preset(str, Enum):
 class Superpixels(str, Enum):
     slic = "slic"
     felzenszwalb = "felzenszwalb"
+
+
+class Reference(str, Enum):
+    original = "original"
+    augmented = "augmented"
+
+
+class TargetNorm(str, Enum):
+    max = "max"
+    l2 = "l2"
 
 
 class GanLoss(str, Enum):
@@ -68,12 +79,15 @@ _W = "Loss weight of the {} term (default: the --style preset for v2, the paper'
 def train(
     dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with photo, style and smooth sets. [default: dataset]", show_default=False),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with options (keys as below, '-' or '_'; loss weights in a [weights] table); options given here override it."),
-    model: Optional[Model] = typer.Option(None, "--model", help="AnimeGAN v1 or v2, or White-box Cartoonization (docs/whitebox.md). [default: animeganv2]", show_default=False),
+    model: Optional[Model] = typer.Option(None, "--model", help="AnimeGAN v1 or v2, White-box Cartoonization (docs/whitebox.md) or the Style2paints V1 colorizer (docs/colorize.md). [default: animeganv2]", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config, metrics, samples, checkpoints, generator). [default: runs/<timestamp>-<model>-<style>]", show_default=False),
     style: Optional[Style] = typer.Option(None, "--style", help="AnimeGANv2 loss-weight preset (v1 always uses the paper's weights). [default: hayao]", show_default=False),
     preset: Optional[Preset] = typer.Option(None, "--preset", help="White-box loss weights: the released code's or the paper's. [default: released]", show_default=False),
     cartoon_set: Optional[str] = typer.Option(None, "--cartoon-set", help="White-box: the dataset set holding the cartoon images. [default: style]", show_default=False),
     superpixels: Optional[Superpixels] = typer.Option(None, "--superpixels", help="White-box structure segmentation: SLIC (200 segments) or Felzenszwalb (scale 10, sigma 0.8, min_size 100). [default: slic]", show_default=False),
+    illustration_set: Optional[str] = typer.Option(None, "--illustration-set", help="Style2paints: the dataset set holding colour illustrations (style: the frames of extract-frames). [default: illustration]", show_default=False),
+    reference: Optional[Reference] = typer.Option(None, "--reference", help="Style2paints: the training reference is the illustration itself (the paper's way) or a colour-jittered, TPS-warped copy, so positions cannot be copied. [default: original]", show_default=False),
+    target_norm: Optional[TargetNorm] = typer.Option(None, "--target-norm", help="Style2paints: norm() of the discriminator's fc1 targets: v/max(v) or v/|v| (docs/colorize.md). [default: max]", show_default=False),
     gan_loss: Optional[GanLoss] = typer.Option(None, "--gan-loss", help="Adversarial loss. [default: lsgan]", show_default=False),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, max=100_000, help="GAN-phase epochs. [default: 100]", show_default=False),
     init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss). [default: v2: 10, v1: 1]", show_default=False),
@@ -104,19 +118,20 @@ def train(
     memory_format: Optional[MemoryFormat] = typer.Option(None, "--memory-format", help="Tensor layout: auto = channels_last on CUDA (cuDNN's fast NHWC kernels), contiguous on CPU. [default: auto]", show_default=False),
     cpu_kernels: Optional[CpuKernels] = typer.Option(None, "--cpu-kernels", help="CPU fp32 convolutions: fast (NNPACK Winograd forward and input gradients, Winograd weight gradients; about 2x per step) or plain (PyTorch's default kernels). [default: fast]", show_default=False),
     nproc: Optional[int] = typer.Option(None, "--nproc", min=1, max=64, help="Processes (GPUs) for data-parallel training via torch.distributed.run. [default: 1]", show_default=False),
-    vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the perceptual losses: imagenet (torchvision's file), random (tests only) or a PATH. [default: imagenet]", show_default=False),
+    vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the perceptual losses (Style2paints: its fc1 style vectors): imagenet (torchvision's file), random (tests only) or a PATH. [default: imagenet]", show_default=False),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", min=1, help="Also write a sample grid every N steps (always at each epoch end).", show_default=False),
     log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Steps between rows of metrics.jsonl. [default: 10]", show_default=False),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", min=1, help="Steps between evaluations of the held-out photos (PSNR, SSIM, edge correlation, colour shift, output health; also at the last step). [default: 500]", show_default=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and data counts as JSON, then exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary lines; warnings and errors are still printed."),
 ) -> None:
-    """Train AnimeGAN v1/v2 (photo, style and smooth sets) or White-box Cartoonization (photo and style sets).
+    """Train AnimeGAN v1/v2 (photo, style and smooth sets), White-box Cartoonization (photo and style sets)
+    or the Style2paints V1 colorizer (illustration set; its sketches are drawn freshly for every sample).
 
     An init phase (generator only, reconstruction) is followed by the GAN phase; each phase's step range
     is said at the start and in --dry-run. Everything is written to the run folder: config.json,
     metrics.jsonl (losses, held-out evaluations, health warnings), samples/, checkpoints/ and
-    generator.safetensors (usable with `animegan stylize --weights RUN`). Ctrl-C or SIGTERM finishes the
+    generator.safetensors (usable with `animegan stylize` or `animegan colorize --weights RUN`). Ctrl-C or SIGTERM finishes the
     current step, saves a checkpoint and prints the command that resumes exactly (`--out RUN --resume`).
     """
     from pipelines.training.loop import TrainRequest, run_train
@@ -128,7 +143,8 @@ def train(
         "lr_g": lr_g, "lr_d": lr_d, "device": device, "seed": seed, "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
         "cpu_kernels": cpu_kernels, "memory_format": memory_format, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
-        "superpixels": superpixels, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
+        "superpixels": superpixels, "illustration_set": illustration_set, "reference": reference,
+        "target_norm": target_norm, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
     }
     weights = {
         "adv": adv_weight, "d_adv": d_adv_weight, "content": content_weight, "style": style_weight,

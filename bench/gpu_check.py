@@ -3,7 +3,7 @@
     python bench/gpu_check.py --out /tmp/gpu-check            # on a CUDA machine: about 5-8 minutes
     python bench/gpu_check.py --device cpu --out /tmp/gpu-check  # a tiny version of the same path (tests run it)
 
-For AnimeGAN v1, v2 and White-box, a short real training run (`pipelines.training.loop.train`, data loading,
+For AnimeGAN v1, v2, White-box and the Style2paints colorizer, a short real training run (`pipelines.training.loop.train`, data loading,
 AMP, GradScalers, losses, checkpoints and all) at 256x256, batch 8, in fp32, bf16 (native GPUs only) and
 fp16, with and without channels_last, and v2 once more with torch.compile. For each: images/s of a training
 step (median over the steps after the first two), peak GPU memory, and the first step's loss terms against
@@ -64,7 +64,7 @@ def _quiet():
 
 
 def build_dataset(root: Path, side: int) -> Path:
-    """Photos and flat-shaded "anime" frames from scikit-image's sample photos, and the smooth set."""
+    """Photos and flat-shaded "anime" frames from scikit-image's sample photos (also as illustrations), and the smooth set."""
     import cv2
     from skimage import data as skdata
 
@@ -84,6 +84,7 @@ def build_dataset(root: Path, side: int) -> Path:
     ds = root / "dataset"
     add_images([root / "src" / "photo"], "photo", ds, _quiet())
     add_images([root / "src" / "style"], "style", ds, _quiet())
+    add_images([root / "src" / "style"], "illustration", ds, _quiet())  # Style2paints draws its sketches per sample
     make_smooth(ds, SmoothOptions(format=".png", workers=1), _quiet())
     return ds
 
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         amps.remove("bf16")
     layouts = ["channels_last", "contiguous"] if cuda else ["contiguous"]
     rows: list[Row] = []
-    for model in ("animegan", "animeganv2", "whitebox"):
+    for model in ("animegan", "animeganv2", "whitebox", "style2paints"):
         reference = None
         for amp in amps:
             for layout in layouts if amp != "off" else layouts[:1]:

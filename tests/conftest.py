@@ -142,3 +142,18 @@ def make_video(path: Path, frames, fps: Fraction = Fraction(25), rotation: int =
         for p in s.encode():
             c.mux(p)
     return path
+
+
+def build_illustration_dataset(root: Path, size: int = 72, names: tuple[str, ...] = SKIMAGE_PHOTOS) -> Dataset:
+    """A dataset whose `illustration` set holds flat-shaded versions of scikit-image's photos (Style2paints)."""
+    ds = Dataset.open(root, create=True)
+    (root / "illustration").mkdir(parents=True, exist_ok=True)
+    with ds.transaction() as m:
+        for name in names:
+            pixels = anime_like(skimage_photo(name, size))
+            rel = f"illustration/{name}.png"
+            data = encode_image(pixels, ".png")
+            (root / rel).write_bytes(data)
+            m.put("illustration", make_record(rel, data, pixels.shape[1], pixels.shape[0],
+                                              ImportedSource(original=f"/generated/{name}.png")))
+    return ds

@@ -23,7 +23,7 @@ def test_gpu_check_runs_every_path_on_cpu(tmp_path, monkeypatch):
     doc = json.loads((tmp_path / "gpu_check.json").read_text())
     rows = doc["rows"]
     assert {(r["model"], r["amp"]) for r in rows if r["what"] == "train"} == {
-        (m, a) for m in ("animegan", "animeganv2", "whitebox") for a in ("off", "bf16")}
+        (m, a) for m in ("animegan", "animeganv2", "whitebox", "style2paints") for a in ("off", "bf16")}
     assert all(r["ok"] and r["images_per_s"] > 0 for r in rows if r["what"] == "train")
     bf16 = [r for r in rows if r["amp"] == "bf16"]
     assert all(r["max_rel_diff"] is not None and r["max_rel_diff"] <= 0.05 for r in bf16)

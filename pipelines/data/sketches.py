@@ -86,3 +86,37 @@ def make_sketch(dataset_root: str | Path, options: DeriveOptions, reporter: Repo
     opts = DeriveOptions(size=options.size, format=options.format, workers=options.workers, batch=options.batch,
                          params=params)
     return derive(dataset_root, sketch_derivation(source_set), opts, reporter, task="drawing sketches")
+
+
+# ---- per-sample variation (training) -----------------------------------------------------------
+# Ranges around the defaults, so the colorizer sees many line styles and overfits to none (FACTS 7).
+VARIATION = {
+    "sigma": (0.3, 0.5),  # line width
+    "k": (2.0, 3.0),
+    "eps": (-5.0, -1.5),  # how much texture becomes lines
+    "thick": 0.35,  # chance of a line a pixel wider
+    "intensity": (0.55, 1.0),  # darkness of the lines: 1 black, 0.55 mid-grey pencil
+    "recorded": 0.5,  # chance of using the dataset's own sketch (when it has one) instead of a fresh XDoG
+}
+
+
+def vary_sketch(rgb: np.ndarray, rng: np.random.Generator, recorded: np.ndarray | None = None) -> np.ndarray:
+    """A freshly varied sketch of the illustration crop `[H, W, 3] uint8` -> `[H, W] uint8` (0 lines, 255 paper).
+
+    XDoG with sigma, k and eps drawn around the defaults (or, half the time when the dataset has one, the
+    recorded sketch `recorded` `[H, W, 3] uint8`: users' own extractors), then a random line thickness and
+    intensity. Everything comes from `rng`, so a sample is the same on a resumed run.
+    """
+    v = VARIATION
+    use_recorded = recorded is not None and rng.random() < v["recorded"]
+    params = {k: float(rng.uniform(*v[k])) for k in ("sigma", "k", "eps")}
+    thick = rng.random() < v["thick"]
+    intensity = float(rng.uniform(*v["intensity"]))
+    if use_recorded:
+        lines = cv2.cvtColor(recorded, cv2.COLOR_RGB2GRAY) if recorded.ndim == 3 else recorded
+    else:
+        lines = xdog(rgb, **params)
+    if thick:
+        lines = thicken(lines, 1)
+    ink = (255.0 - lines.astype(np.float32)) * intensity
+    return np.clip(np.rint(255.0 - ink), 0, 255).astype(np.uint8)

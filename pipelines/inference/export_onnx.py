@@ -1,5 +1,8 @@
 """`animegan export`: the inference model as ONNX, with dynamic batch, height and width.
 
+A colorizer (Style2paints) exports with two inputs, `sketch` `[N, 1, H, W]` and `style` `[N, 4096]` (the
+reference's VGG19 fc1 vector: the 548 MB VGG19 stays out of the file), and the output `colorized`.
+
 The graph is the `InferenceModel` contract (generator + padding to the architecture's size
 multiple + crop + clamp; inputs at least 16 px a side): input `image` `[N, 3, H, W]` float32 RGB in [-1, 1], output `stylized`, same shape and
 range. Metadata properties record that contract, the architecture and the weights it came from.
@@ -58,29 +61,54 @@ class _Exportable(nn.Module):
         return out[:, :, :h, :w].clamp(-1.0, 1.0)
 
 
+class _ExportableColorizer(nn.Module):
+    """`ColorizerModel`'s contract in a traceable form: `sketch [N, 1, H, W]` in [-1, 1] and `style [N, 4096]`
+    -> `[N, 3, H, W]` in [-1, 1]; padded with white by `multiple - 1` and cut to the next multiple (as above)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.generator = inner.generator
+        from ..models.style2paints import SIZE_MULTIPLE
+
+        self.multiple = SIZE_MULTIPLE
+
+    def forward(self, sketch: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        h, w = sketch.shape[-2], sketch.shape[-1]
+        m = self.multiple
+        xp = F.pad(sketch, (0, m - 1, 0, m - 1), value=1.0)
+        xp = xp[:, :, : (h + m - 1) // m * m, : (w + m - 1) // m * m]
+        return self.generator(xp, style)[:, :, :h, :w].clamp(-1.0, 1.0)
+
+
 def export_onnx(weights_path: str | Path, out_path: str | Path, opset: int = DEFAULT_OPSET,
                 sample_size: int = 64) -> Path:
     """Write `out_path` (atomically) from a run folder, `.safetensors` export or community `.pt`."""
     onnx = _need_onnx()
     from .. import __version__
-    from ..models.weights import load_generator
+    from ..models.weights import load_weights
 
-    loaded = load_generator(weights_path, device="cpu")
-    model = _Exportable(loaded.model).eval()
+    loaded = load_weights(weights_path, device="cpu")
+    colorizer = loaded.info["kind"] == "colorizer"
     # An odd sample size, so that no shape-dependent step can be traced as a no-op.
-    x = torch.rand(1, 3, sample_size + 3, sample_size + 1) * 2 - 1  # [1, 3, H, W] in [-1, 1]
+    if colorizer:
+        model: nn.Module = _ExportableColorizer(loaded.model).eval()
+        args: tuple = (torch.rand(1, 1, sample_size + 3, sample_size + 1) * 2 - 1, torch.rand(1, 4096))
+        names, output = ["sketch", "style"], "colorized"
+        axes = {"sketch": {0: "batch", 2: "height", 3: "width"}, "style": {0: "batch"},
+                "colorized": {0: "batch", 2: "height", 3: "width"}}
+    else:
+        model = _Exportable(loaded.model).eval()
+        args = (torch.rand(1, 3, sample_size + 3, sample_size + 1) * 2 - 1,)  # [1, 3, H, W] in [-1, 1]
+        names, output = ["image"], "stylized"
+        axes = {"image": {0: "batch", 2: "height", 3: "width"}, "stylized": {0: "batch", 2: "height", 3: "width"}}
     buf = io.BytesIO()
     # The tracer warns about shape-dependent Python branches and instance norm's training flag; the
     # parity test against onnxruntime at two sizes is what shows the export right, and a user can act
     # on none of these warnings, so they are not shown.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (x,), buf, input_names=["image"], output_names=["stylized"], opset_version=opset,
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                          "stylized": {0: "batch", 2: "height", 3: "width"}},
-            dynamo=False,
-        )
+        torch.onnx.export(model, args, buf, input_names=names, output_names=[output], opset_version=opset,
+                          dynamic_axes=axes, dynamo=False)
     proto = onnx.load_from_string(buf.getvalue())
     props = {
         "value_range": "[-1, 1]",
@@ -96,8 +124,16 @@ def export_onnx(weights_path: str | Path, out_path: str | Path, opset: int = DEF
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    proto.doc_string = (f"AnimeGAN-family generator ({loaded.arch}). Input 'image' [N,3,H,W] float32 RGB in [-1,1]; "
-                        f"output 'stylized' same shape and range.")
+    if colorizer:
+        props["kind"] = "colorizer"
+        props["vgg_weights"] = str((loaded.info.get("meta") or {}).get("vgg_weights", ""))
+        props["vgg_fingerprint"] = str((loaded.info.get("meta") or {}).get("vgg_fingerprint", ""))
+        proto.doc_string = (f"Style2paints colorizer ({loaded.arch}). Inputs 'sketch' [N,1,H,W] float32 gray in [-1,1] "
+                            f"(dark lines on white) and 'style' [N,4096] float32 (VGG19 fc1 after ReLU of the reference "
+                            f"resized to 224x224, ImageNet-normalized); output 'colorized' [N,3,H,W] RGB in [-1,1].")
+    else:
+        proto.doc_string = (f"AnimeGAN-family generator ({loaded.arch}). Input 'image' [N,3,H,W] float32 RGB in [-1,1]; "
+                            f"output 'stylized' same shape and range.")
     out_path = Path(out_path)
     atomic_write_bytes(out_path, proto.SerializeToString())
     return out_path

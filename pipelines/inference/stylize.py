@@ -239,8 +239,11 @@ def _out_path(src: Path, root: Path, out_dir: Path, fmt: str | None) -> tuple[Pa
     return out_dir / rel_parent / f"{src.stem}{suffix}", video
 
 
-def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Reporter) -> tuple[list[_Job], int]:
+def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Reporter,
+              accept: Callable[[Path], bool] = _accept) -> tuple[list[_Job], int]:
     """The (input, output) pairs; returns them and how many inputs could not even be listed.
+
+    `options` needs `out_dir` and `format`; `accept` picks the files (images and videos by default).
 
     Raises `InputError` when an output would be one of the inputs (never overwrite a user's file).
     """
@@ -249,7 +252,7 @@ def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: R
     out_root = Path(options.out_dir).resolve()
     for arg in inputs:
         try:
-            found = list(iter_files([arg], _accept))
+            found = list(iter_files([arg], accept))
         except InputError as exc:
             reporter.warn(str(exc))
             failed += 1
@@ -260,7 +263,7 @@ def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: R
         if Path(arg).is_dir() and out_root != Path(arg).resolve():
             found = [(src, root) for src, root in found if not src.resolve().is_relative_to(out_root)]
         if not found and Path(arg).is_dir():
-            reporter.warn(f"{arg}: folder has no images or videos")
+            reporter.warn(f"{arg}: folder has no {'images or videos' if accept is _accept else 'images'}")
         for src, root in found:
             dst, video = _out_path(src, root, Path(options.out_dir), options.format)
             jobs.append(_Job(src, dst, video))

@@ -33,6 +33,7 @@ class Architecture:
       needs a few pixels for its reflect padding).
     - `postprocess`: optional hook applied by `InferenceModel`; `postprocess_name` is what weight
       files record so that a loader can tell what was applied.
+    - `kind`: what the network maps (see the field); stylize takes "image" files, colorize "colorizer" ones.
     """
 
     name: str
@@ -43,6 +44,8 @@ class Architecture:
     postprocess: PostProcess | None = None
     postprocess_name: str | None = None
     description: str = ""
+    #: "image": `[N,3,H,W] -> same` (stylize); "colorizer": `(sketch [N,1,H,W], style [N,4096]) -> [N,3,H,W]`
+    kind: str = "image"
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -74,7 +77,7 @@ register_architecture(Architecture(
 
 # Modules that register further architectures when imported. They are imported lazily (on the
 # first lookup that needs them) so that they may import this module without a cycle.
-PLUGIN_MODULES: list[str] = ["pipelines.models.whitebox"]
+PLUGIN_MODULES: list[str] = ["pipelines.models.whitebox", "pipelines.models.style2paints"]
 _plugins_loaded = False
 
 

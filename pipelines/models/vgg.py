@@ -1,4 +1,5 @@
-"""VGG19 up to conv4_4 (before its ReLU), for the content and style losses; no torchvision needed.
+"""VGG19 up to conv4_4 (before its ReLU), for the content and style losses, and up to fc1 (Style2paints'
+style vector); no torchvision needed.
 
 The layers sit at torchvision's indices (`features.0` ... `features.25`), so torchvision's
 ImageNet file `vgg19-dcbb9e9d.pth` (or any state dict in its format) loads directly.
@@ -8,10 +9,12 @@ to a local torchvision-format file, or `random` (explicit, for tests and smoke r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, TrainingError
@@ -26,8 +29,35 @@ VGG19_HASH_PREFIX = "dcbb9e9d"
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512)
 N_FEATURES = 26  # features[:26]: conv4_4 is index 25, its ReLU (26) is left out
 
+# The rest of the convolutions (conv4_4's ReLU, pool4, conv5_1..conv5_4, pool5: features[26:37]).
+_CFG_REST = ("M", 512, 512, 512, 512, "M")
+FC1_INPUT = 224  # the reference is seen at ImageNet's size, as fc1 was trained
+FC1_FEATURES = 4096
+RANDOM_SEED = 0  # `--vgg-weights random` for the fc1 network: the same weights in every process and run
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _layers(cfg: tuple, in_ch: int = 3) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.ReLU(inplace=True)]
+            in_ch = int(v)
+    return layers
+
+
+def _torchvision_init(modules) -> None:
+    for m in modules:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
 
 
 class VGG19Features(nn.Module):
@@ -35,23 +65,12 @@ class VGG19Features(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        in_ch = 3
-        for v in _CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.ReLU(inplace=True)]
-                in_ch = int(v)
-        self.features = nn.Sequential(*layers[:N_FEATURES])
+        self.features = nn.Sequential(*_layers(_CFG)[:N_FEATURES])
         # torchvision's VGG initialization. PyTorch's default conv init shrinks activations about 3x per
         # layer, so with `--vgg-weights random` conv4_4 features would be ~1e-3 and the content and style
         # terms would vanish; with this init random features keep their scale and still act as a
         # (weak) perceptual loss. Loaded weights replace all of it.
-        for m in self.features:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        _torchvision_init(self.features)
         # Not persistent: the state dict then holds exactly torchvision's `features.*` keys.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -65,6 +84,38 @@ class VGG19Features(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         return self.eval()
+
+
+class VGG19Fc1(nn.Module):
+    """Style2paints' style vector: `[N, 3, H, W]` RGB in [-1, 1] (any size) -> fc1 after its ReLU, `[N, 4096]` >= 0.
+
+    The image is resized to 224x224 (antialiased: references are usually larger), ImageNet-normalized,
+    and run through all 16 convolutions, pool5, torchvision's adaptive 7x7 average pool and
+    `classifier.0` (+ ReLU). State dict keys are torchvision's (`features.*`, `classifier.0.*`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*_layers(_CFG + _CFG_REST))
+        self.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, FC1_FEATURES))
+        _torchvision_init([*self.features, *self.classifier])
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [N, 3, H, W] in [-1, 1] -> [N, 3, 224, 224] ImageNet-normalized
+        if x.shape[-2:] != (FC1_INPUT, FC1_INPUT):
+            x = F.interpolate(x.float(), size=(FC1_INPUT, FC1_INPUT), mode="bilinear", align_corners=False, antialias=True)
+        x = ((x + 1) * 0.5 - self.mean) / self.std
+        f = F.adaptive_avg_pool2d(self.features(x), 7)  # [N, 512, 7, 7]
+        return F.relu(self.classifier(f.flatten(1)))  # [N, 4096]
+
+    def fingerprint(self) -> str:
+        """A short hash of the weights: a colorizer records it, so inference can tell another VGG19 was given."""
+        h = hashlib.sha256()
+        for t in (self.features[0].weight, self.features[0].bias, self.classifier[0].bias):
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 def natural_noise(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -89,7 +140,7 @@ def natural_noise(n: int, size: int, generator: torch.Generator) -> torch.Tensor
 
 
 @torch.no_grad()
-def calibrate_random(model: VGG19Features, seed: int = 0) -> VGG19Features:
+def calibrate_random(model: VGG19Features | VGG19Fc1, seed: int = 0, size: int = 96) -> VGG19Features | VGG19Fc1:
     """Scale each random conv so that its pre-ReLU output has unit variance on natural-image statistics.
 
     Layer-sequential unit-variance scaling (LSUV, Mishkin & Matas 2016). Without it, random conv4_4
@@ -99,9 +150,12 @@ def calibrate_random(model: VGG19Features, seed: int = 0) -> VGG19Features:
     et al. 2017, He et al. 2016) once their activations are at a usable scale. Uses its own seeded
     generator: the global RNG (and so an exact resume) is not touched.
     """
-    h = natural_noise(4, 96, torch.Generator().manual_seed(seed))
-    for layer in model.features:
-        if isinstance(layer, nn.Conv2d):
+    h = natural_noise(4, size, torch.Generator().manual_seed(seed))
+    layers = list(model.features)
+    if isinstance(model, VGG19Fc1):
+        layers += [nn.AdaptiveAvgPool2d(7), nn.Flatten(1), *model.classifier]
+    for layer in layers:
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
             std = layer(h).std()
             layer.weight.div_(std)
             layer.bias.zero_()
@@ -132,23 +186,26 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_vgg_file(model: VGG19Features, path: Path) -> None:
-    """Load the `features.{i}` tensors of a torchvision-format file; other keys are ignored."""
+def load_vgg_file(model: VGG19Features | VGG19Fc1, path: Path) -> None:
+    """Load the tensors `model` has (`features.{i}`, and `classifier.0` for fc1) from a torchvision-format
+    file; other keys are ignored."""
     sd = _load_state_dict(path)
-    # Some exports prefix keys ("module.", "vgg."); match on the part from "features." on.
+    # Some exports prefix keys ("module.", "vgg."); match on the part from "features."/"classifier." on.
     feats: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
         if not isinstance(k, str) or not isinstance(v, torch.Tensor):
             continue
-        i = k.find("features.")
-        if i >= 0:
-            feats[k[i:]] = v
+        for part in ("features.", "classifier."):
+            i = k.find(part)
+            if i >= 0:
+                feats[k[i:]] = v
     expected = model.state_dict()
     missing = [k for k in expected if k not in feats]
     if missing:
+        what = "tensors" if isinstance(model, VGG19Fc1) else "feature tensors"
         raise InputError(
             path,
-            f"not a torchvision VGG19 state dict: missing {len(missing)} of {len(expected)} feature tensors "
+            f"not a torchvision VGG19 state dict: missing {len(missing)} of {len(expected)} {what} "
             f"(first: {', '.join(missing[:3])})",
         )
     for k, ref in expected.items():
@@ -172,6 +229,36 @@ def _download_imagenet(dest: Path, log: Callable[[str], None]) -> None:
         raise TrainingError(f"{dest}: VGG19 ImageNet weights missing and the download failed ({reason}); {hint}") from None
 
 
+def _weights_file(spec: str | Path, log: Callable[[str], None]) -> Path:
+    if str(spec) == "imagenet":
+        path = imagenet_weights_path()
+        if not path.is_file():
+            _download_imagenet(path, log)
+        return path
+    return Path(spec)
+
+
+def build_vgg_fc1(spec: str | Path, *, log: Callable[[str], None] | None = None) -> VGG19Fc1:
+    """The frozen, eval-mode VGG19 up to fc1 for `--vgg-weights spec` (imagenet, random or a PATH).
+
+    `random` builds the same weights every time (its own seed, the global RNG untouched): a colorizer
+    trained with them finds them again at inference.
+    """
+    log = log or (lambda message: None)
+    if str(spec) == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            model = VGG19Fc1()
+        calibrate_random(model, size=112)
+        log("VGG19 fc1: using RANDOM weights (--vgg-weights random), scaled to unit variance per layer: style "
+            "vectors then describe colour statistics, not what ImageNet taught; for tests and smoke runs")
+    else:
+        model = VGG19Fc1()
+        load_vgg_file(model, _weights_file(spec, log))
+    model.requires_grad_(False)
+    return model.eval()
+
+
 def build_vgg(spec: str | Path, *, log: Callable[[str], None] | None = None) -> VGG19Features:
     """The frozen, eval-mode VGG19 feature extractor for `--vgg-weights spec`.
 
@@ -186,11 +273,6 @@ def build_vgg(spec: str | Path, *, log: Callable[[str], None] | None = None) -> 
         log("VGG19: using RANDOM weights (--vgg-weights random), each layer scaled to unit variance: the "
             "perceptual losses see texture and structure but not what ImageNet taught; for tests, demos "
             "and smoke runs")
-    elif name == "imagenet":
-        path = imagenet_weights_path()
-        if not path.is_file():
-            _download_imagenet(path, log)
-        load_vgg_file(model, path)
     else:
-        load_vgg_file(model, Path(spec))
+        load_vgg_file(model, _weights_file(spec, log))
     return model.freeze()

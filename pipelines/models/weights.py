@@ -38,13 +38,17 @@ METADATA_KEY = "animegan"  # key of the description in the safetensors header
 _WRAPPER_KEYS = ("state_dict", "generator", "generator_state_dict", "G", "netG", "g", "gen",
                  "model", "model_state_dict", "params", "params_ema", "ema")
 _IO_LAYOUT = {"layout": "NCHW", "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"}
+_COLORIZER_INPUT = {
+    "sketch": {"layout": "NCHW", "dtype": "float32", "range": [-1.0, 1.0], "channels": "gray, dark lines on white"},
+    "style": {"shape": "[N, 4096]", "dtype": "float32", "what": "VGG19 fc1 after ReLU of the reference at 224x224"},
+}
 
 
 @dataclass
 class LoadedGenerator:
     """A generator ready for inference: `model([N, 3, H, W] in [-1, 1]) -> same shape, [-1, 1]`."""
 
-    model: InferenceModel
+    model: nn.Module  # InferenceModel (stylizers) or style2paints.ColorizerModel (colorizers)
     info: dict[str, Any]  # the description (format, architecture, arch_kwargs, meta, ...)
     source: Path  # the weight file actually read
 
@@ -61,7 +65,8 @@ def describe(arch: str, arch_kwargs: dict[str, Any], meta: dict[str, Any] | None
         "format_version": FORMAT_VERSION,
         "architecture": arch,
         "arch_kwargs": {**a.default_kwargs, **arch_kwargs},
-        "input": dict(_IO_LAYOUT),
+        "kind": a.kind,
+        "input": dict(_COLORIZER_INPUT) if a.kind == "colorizer" else dict(_IO_LAYOUT),
         "output": dict(_IO_LAYOUT),
         "size_multiple": a.size_multiple,
         "postprocess": a.postprocess_name,
@@ -250,9 +255,12 @@ def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
 
 
 def detect_architecture(sd: dict[str, torch.Tensor]) -> str | None:
-    """The registered architecture whose default-built generator has exactly these keys and shapes."""
+    """The registered image-to-image architecture whose default-built generator has exactly these keys and
+    shapes (community files are AnimeGAN generators; colorizers always come with their description)."""
     want = _shapes(sd)
-    for name in all_architectures():
+    for name, a in all_architectures().items():
+        if a.kind != "image":
+            continue
         try:
             ref = build_generator(name).state_dict()
         except Exception:
@@ -274,8 +282,37 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
 
     `path`: a run/export folder (its `generator.safetensors`), an exported `.safetensors` file, or
     a community AnimeGANv2 `.pt`/`.pth` state dict (possibly nested under a key like "state_dict").
-    The model is in eval mode on `device`. Unknown layouts and files holding code -> `InputError`.
+    The model is in eval mode on `device`. Unknown layouts and files holding code -> `InputError`;
+    a colorizer (Style2paints) is refused with a pointer to `animegan colorize`.
     """
+    return load_weights(path, device, want="image")
+
+
+def load_colorizer(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
+    """Load a colorizer (Style2paints) for inference: `model(sketch [N,1,H,W], style [N,4096]) -> [N,3,H,W]`,
+    any H and W (`ColorizerModel`), eval mode on `device`. A stylizer's file is refused with a pointer to stylize."""
+    return load_weights(path, device, want="colorizer")
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu", want: str | None = None) -> LoadedGenerator:
+    """Either kind of network, wrapped for inference by its kind (`info["kind"]`); `want` refuses the other."""
+    generator, arch, info, source = _load_network(path, want)
+    kind = get_architecture(arch).kind
+    info["kind"] = kind
+    if kind == "colorizer":
+        from .style2paints import ColorizerModel
+
+        model: nn.Module = ColorizerModel(generator)
+    else:
+        model = InferenceModel.for_architecture(arch, generator)
+    model = model.to(device).eval()
+    model.requires_grad_(False)
+    return LoadedGenerator(model=model, info=info, source=source)
+
+
+def _load_network(path: str | Path, want: str | None) -> tuple[nn.Module, str, dict[str, Any], Path]:
+    """(bare network with the file's weights, architecture, description, file read); `want` is the
+    architecture kind the caller runs ("image" or "colorizer")."""
     source = resolve_weights_file(path)
     kind = sniff_kind(source)
     if kind == "onnx":
@@ -324,6 +361,11 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
         info = describe(arch, kwargs, {"origin": "community", "file": source.name})
         info["format"] = "community"
 
+    found = get_architecture(arch).kind
+    if want is not None and found != want:
+        raise InputError(source, "a Style2paints colorizer (sketch + reference), not a stylizer: use `animegan colorize "
+                                 "SKETCHES --reference IMAGE --weights ...`" if found == "colorizer" else
+                                 f"a {arch} stylizer (photo -> anime), not a colorizer: use `animegan stylize`")
     try:
         generator = build_generator(arch, **kwargs)
     except TypeError as exc:
@@ -340,6 +382,4 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
         ) if part)
         raise InputError(source, f"tensors do not match architecture {arch}: {detail}")
     generator.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
-    model = InferenceModel.for_architecture(arch, generator).to(device).eval()
-    model.requires_grad_(False)
-    return LoadedGenerator(model=model, info=info, source=source)
+    return generator, arch, info, source

@@ -15,9 +15,9 @@ any (epoch, step) onward, and the DataLoader simply fetches them.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -33,10 +33,18 @@ MAKE_SET_HINT = {
     "style": "`animegan extract-frames FILM` (or `animegan add-images IMAGES... --set style`)",
     "smooth": "`animegan make-smooth`",
     "cartoon": "`animegan add-images IMAGES... --set cartoon`",
+    "illustration": "`animegan add-images IMAGES... --set illustration` (anime frames in the style set serve "
+                    "too: `animegan train --model style2paints --illustration-set style`)",
+    "sketch": "`animegan make-sketch`",
 }
 
 # Seed-sequence tags, so the streams of different purposes never coincide.
-_ORDER, _AUGMENT = 1, 2
+_ORDER, _AUGMENT, _SYNTH = 1, 2, 3
+
+# What a recipe may run in the loader's workers on each sample after cropping: the cropped images by set
+# name (`[S, S, 3] uint8`) and a generator seeded by the sample's key -> the arrays the batch carries
+# (`[S, S] uint8` becomes a 1-channel image). Must be picklable (workers are processes).
+SampleTransform = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -71,8 +79,10 @@ class GroupFiles:
         return len(self.files[self.group.main])
 
 
-def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: int = 0) -> tuple[list[GroupFiles], list[Path]]:
-    """Read the manifest and return each group's aligned files and `holdout` fixed photos kept out of training.
+def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: int = 0,
+                holdout_set: str = "photo") -> tuple[list[GroupFiles], list[Path]]:
+    """Read the manifest and return each group's aligned files and `holdout` fixed images of
+    `holdout_set` (the sample grids' inputs) kept out of training.
 
     Records are sorted by path so that the result does not depend on the order they were added.
     Raises `DatasetError` naming a missing or empty set and the command that makes it.
@@ -90,11 +100,14 @@ def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: i
         for twin in group.twins:
             recs = manifest.records(twin)
             _require(ds, twin, len(recs))
+            # Made by a derivation (make-smooth, make-sketch): matched by the record it was made from.
+            # Imported (a user's own sketches): matched by the path inside the set, whatever the suffix.
             twin_maps[twin] = {r.source.source: r for r in recs if isinstance(r.source, DerivedSource)}
+            twin_maps[twin].update({_rel_stem(r.path): r for r in recs if not isinstance(r.source, DerivedSource)})
             files[twin] = []
         missing: dict[str, int] = {t: 0 for t in group.twins}
         for rec in main:
-            twins = {t: twin_maps[t].get(rec.path) for t in group.twins}
+            twins = {t: twin_maps[t].get(rec.path) or twin_maps[t].get(_rel_stem(rec.path)) for t in group.twins}
             lacking = [t for t, r in twins.items() if r is None]
             for t in lacking:
                 missing[t] += 1
@@ -108,15 +121,21 @@ def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: i
                 raise DatasetError(
                     f"{ds.manifest_path}: none of the {len(main)} '{group.main}' images has a '{t}' twin; run {MAKE_SET_HINT.get(t, '`animegan make-smooth`')}"
                 )
-        if group.main == "photo" and holdout:
+        if group.main == holdout_set and holdout:
             # Evenly spaced over the sorted list: fixed for a dataset, and spread over its content.
-            n = len(files["photo"])
+            n = len(files[holdout_set])
             idx = sorted({round(i * (n - 1) / max(1, holdout - 1)) for i in range(holdout)}) if holdout > 1 else [n // 2]
-            held = [files["photo"][i] for i in idx]
+            held = [files[holdout_set][i] for i in idx]
             keep = [i for i in range(n) if i not in set(idx)]
             files = {k: [v[i] for i in keep] for k, v in files.items()}
         out.append(GroupFiles(group, files, {t: n for t, n in missing.items() if n}))
     return out, held
+
+
+def _rel_stem(path: str) -> str:
+    """`illustration/a/b.jpg` -> `a/b`: a record's place inside its set, without the suffix."""
+    p = PurePosixPath(path)
+    return str(PurePosixPath(*p.parts[1:]).with_suffix("")) if len(p.parts) > 1 else p.stem
 
 
 def _require(ds: Dataset, set_name: str, n: int) -> None:
@@ -172,16 +191,19 @@ def crop(rgb: np.ndarray, scale: float, top: int, left: int, flip: bool, size: i
 
 
 class CropDataset(torch.utils.data.Dataset):
-    """Map-style dataset indexed by `SampleKey`: returns `{set: uint8 tensor [3, S, S]}` for every set of every group.
+    """Map-style dataset indexed by `SampleKey`: returns `{set: uint8 tensor [3, S, S]}` for every set of every
+    group, or what the recipe's `transform` makes of them (`[C, S, S]` uint8).
 
     uint8 crosses the worker boundary (4x less to copy than float); the loop converts on the device.
     """
 
-    def __init__(self, groups: Sequence[GroupFiles], seed: int, size: int, epoch_length: int):
+    def __init__(self, groups: Sequence[GroupFiles], seed: int, size: int, epoch_length: int,
+                 transform: SampleTransform | None = None):
         self.groups = list(groups)
         self.seed = seed
         self.size = size
         self.epoch_length = epoch_length  # positions per epoch, all ranks together
+        self.transform = transform
         self._orders: dict[int, list[np.ndarray]] = {}
 
     def _order(self, epoch: int) -> list[np.ndarray]:
@@ -193,7 +215,14 @@ class CropDataset(torch.utils.data.Dataset):
         return self.epoch_length
 
     def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
+        crops = self._crops(key)
+        if self.transform is not None:
+            crops = self.transform(crops, _rng(self.seed, _SYNTH, key.epoch, key.position))
+        return {k: torch.from_numpy(np.ascontiguousarray(v if v.ndim == 3 else v[:, :, None])).permute(2, 0, 1).contiguous()
+                for k, v in crops.items()}
+
+    def _crops(self, key: SampleKey) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
         orders = self._order(key.epoch)
         for gi, group in enumerate(self.groups):
             index = int(orders[gi][key.position])
@@ -208,7 +237,7 @@ class CropDataset(torch.utils.data.Dataset):
                 elif rgb.shape[:2] != main_shape:
                     # make-smooth keeps the size; a twin edited by hand is brought back to it.
                     rgb = cv2.resize(rgb, (main_shape[1], main_shape[0]), interpolation=cv2.INTER_AREA)
-                out[set_name] = torch.from_numpy(crop(rgb, *params, self.size)).permute(2, 0, 1).contiguous()
+                out[set_name] = crop(rgb, *params, self.size)  # [S, S, 3] uint8
         return out
 
 
@@ -272,7 +301,7 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def to_model_range(batch: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    """uint8 `[N, 3, H, W]` -> float32 `[N, 3, H, W]` in [-1, 1] on `device`."""
+    """uint8 `[N, C, H, W]` -> float32 `[N, C, H, W]` in [-1, 1] on `device`."""
     x = batch.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 

@@ -27,7 +27,7 @@ class TrainConfig(BaseModel):
 
     dataset: str = Field("dataset", description="dataset folder (holds manifest.json)")
     out: str | None = Field(None, description="run folder; default runs/<timestamp>-<model>-<style>")
-    model: str = Field("animeganv2", description="model family: animegan (v1) or animeganv2")
+    model: str = Field("animeganv2", description="model family: animegan (v1), animeganv2, whitebox or style2paints")
     style: Literal["hayao", "shinkai", "paprika"] = Field("hayao", description="AnimeGANv2 loss-weight preset")
     gan_loss: Literal["lsgan", "hinge"] = "lsgan"
     epochs: int | None = Field(None, ge=0, le=100_000, description="GAN-phase epochs")
@@ -58,6 +58,13 @@ class TrainConfig(BaseModel):
     cartoon_set: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                                     description="White-box: the set holding cartoon images (default: style)")
     superpixels: Literal["slic", "felzenszwalb"] = Field("slic", description="White-box structure segmentation")
+    # Style2paints only (recipes/style2paints.py):
+    illustration_set: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
+                                         description="Style2paints: the set holding colour illustrations (default: illustration)")
+    reference: Literal["original", "augmented"] = Field(
+        "original", description="Style2paints: the training reference is the illustration itself, or a colour-jittered, "
+                                "TPS-warped copy")
+    target_norm: Literal["max", "l2"] = Field("max", description="Style2paints: norm() of the discriminator's fc1 targets")
     sample_every: int | None = Field(None, ge=1, description="steps between sample grids (also at each epoch end)")
     log_every: int = Field(10, ge=1, description="steps between metrics rows")
     eval_every: int = Field(500, ge=1, description="steps between held-out evaluations (also at the last step)")

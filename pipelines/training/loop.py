@@ -7,7 +7,7 @@ Run folder::
 
     RUN/config.json                  resolved options, versions, manifest sha256
     RUN/metrics.jsonl                losses every --log-every steps, held-out evaluations, health warnings
-    RUN/samples/epoch-XXXX.png       held-out photos (top row) and their stylized versions (bottom)
+    RUN/samples/epoch-XXXX.png       held-out photos (top row) and their stylized versions (bottom); rows per recipe
     RUN/samples/final.png
     RUN/checkpoints/step-XXXXXXX.pt  everything needed for an exact resume (last --keep-checkpoints)
     RUN/generator.safetensors        the exported generator (+ generator.json), each epoch and at the end
@@ -190,7 +190,8 @@ def run_train(request: TrainRequest, reporter: Reporter) -> TrainResult:
     config = resolve_config(request.config_file, request.overrides, resume=request.resume)
     if request.dry_run:
         recipe = get_recipe_class(config.model)(config)
-        groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe))
+        groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe),
+                              recipe.preview_set)
         spe, total = _schedule(config, recipe, [len(g) for g in groups], world=config.nproc)
         counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
         phases = phase_ranges([(p.name, p.epochs) for p in recipe.phases() if p.epochs > 0], spe, total)
@@ -221,7 +222,8 @@ def _launch_torchrun(config: TrainConfig, request: TrainRequest, reporter: Repor
     if code != 0:
         raise TrainingError(f"{config.out}: distributed training failed (exit code {code}); see the messages above")
     recipe = get_recipe_class(config.model)(config)
-    groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe))
+    groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe),
+                               recipe.preview_set)
     spe, total = _schedule(config, recipe, [len(g) for g in groups], world=config.nproc)
     ckpt = latest_checkpoint(Path(config.out))
     step = int(ckpt.stem.split("-")[1]) if ckpt else 0
@@ -230,9 +232,10 @@ def _launch_torchrun(config: TrainConfig, request: TrainRequest, reporter: Repor
 
 
 def holdout_count(config: TrainConfig, recipe: Recipe) -> int:
-    """Photos kept out of training for the sample grids: only when photos are plentiful (>= 10 per held-out one)."""
-    photos = len(Dataset.open(config.dataset).manifest.records("photo"))
-    return SAMPLE_PHOTOS if photos >= 10 * SAMPLE_PHOTOS else 0
+    """Images of the preview set (photos) kept out of training for the sample grids and evaluations: only
+    when they are plentiful (>= 10 per held-out one)."""
+    images = len(Dataset.open(config.dataset).manifest.records(recipe.preview_set))
+    return SAMPLE_PHOTOS if images >= 10 * SAMPLE_PHOTOS else 0
 
 
 def _schedule(config: TrainConfig, recipe: Recipe, sizes: list[int], world: int) -> tuple[int, int]:
@@ -277,7 +280,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     phases = [p for p in recipe.phases() if p.epochs > 0]
     if not phases:
         raise TrainingError(f"{config.out}: nothing to train: --epochs and --init-epochs are both 0")
-    groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe))
+    groups, held = load_groups(config.dataset, recipe.data_groups, holdout_count(config, recipe),
+                               recipe.preview_set)
     spe, total_steps = _schedule(config, recipe, [len(g) for g in groups], world)
     total_epochs = sum(p.epochs for p in phases)
     ranges = phase_ranges([(p.name, p.epochs) for p in phases], spe, total_steps)
@@ -286,8 +290,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         for twin, n in g.missing_twins.items():
             reporter.warn(f"{config.dataset}: {n} '{g.group.main}' images have no '{twin}' twin and are left out; "
                           f"run {MAKE_SET_HINT.get(twin, '`animegan make-smooth`')} to include them")
-    photo_group = next((g for g in groups if g.group.main == "photo"), groups[0])
-    preview_paths = held or photo_group.files[photo_group.group.main][:SAMPLE_PHOTOS]
+    preview_group = next((g for g in groups if g.group.main == recipe.preview_set), groups[0])
+    preview_paths = held or preview_group.files[preview_group.group.main][:SAMPLE_PHOTOS]
     manifest_sha = Dataset.open(config.dataset).manifest_sha256()
     result = TrainResult(config, Path(config.out), counts, len(held), spe, total_steps,
                          announce=is_main and not os.environ.get(_LAUNCHER_ENV), phases=ranges)
@@ -387,7 +391,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     # ---------------------------------------------------------------- data loader from the saved position
     plan = BatchPlan(epochs=total_epochs, steps_per_epoch=spe, batch=config.batch_size,
                      start_epoch=epoch, start_step=epoch_step, rank=rank, world=world)
-    loader = make_loader(CropDataset(groups, config.seed, config.image_size, spe * config.batch_size * world),
+    loader = make_loader(CropDataset(groups, config.seed, config.image_size, spe * config.batch_size * world,
+                                     transform=recipe.sample_transform()),
                          plan, loader_workers(config.workers, world), pin_memory=device.type == "cuda",
                          generator=torch.Generator().manual_seed(config.seed))
     preview = to_model_range(torch.from_numpy(load_preview(preview_paths, config.image_size)).permute(0, 3, 1, 2),
@@ -471,6 +476,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             save_generator(raw[recipe.generator_key], arch, arch_kwargs, run_dir, meta={
                 "model": config.model, "style": config.style, "step": step, "epochs": round(epochs_done, 3),
                 "image_size": config.image_size, "run": str(run_dir), "dataset_manifest_sha256": manifest_sha,
+                **recipe.export_meta(),
             })
 
     if checkpoint is None:
@@ -744,14 +750,22 @@ def _generate_u8(recipe: Recipe, generator: nn.Module, photos: torch.Tensor) -> 
 
 
 def _to_u8(x: torch.Tensor) -> torch.Tensor:
-    """`[N, 3, H, W]` in [-1, 1] -> `[N, H, W, 3] uint8` on CPU."""
-    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    """`[N, 1 or 3, H, W]` in [-1, 1] -> `[N, H, W, 3] uint8` on CPU (one channel is shown as gray)."""
+    x = x.float().expand(-1, 3, -1, -1) if x.shape[1] == 1 else x.float()
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
+@torch.no_grad()
 def _write_samples(path: Path, recipe: Recipe, generator: nn.Module, photos: torch.Tensor) -> None:
-    """Top row the photos, bottom row the generator's versions; `photos` [N, 3, S, S] in [-1, 1]."""
-    out = _generate_u8(recipe, generator, photos)
-    grid = torch.cat([torch.cat(list(_to_u8(photos)), dim=1), torch.cat(list(out), dim=1)], dim=0)  # [2S, N*S, 3]
+    """One row per `recipe.sample_rows` (by default the photos on top, the generator's versions below),
+    one column per held-out image; `photos` [N, 3, S, S] in [-1, 1]."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        rows = recipe.sample_rows(generator, photos)
+    finally:
+        generator.train(was_training)
+    grid = torch.cat([torch.cat(list(_to_u8(row)), dim=1) for row in rows], dim=0)  # [rows*S, N*S, 3]
     write_image(path, grid.numpy())
 
 

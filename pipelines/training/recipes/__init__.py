@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from .animegan import AnimeGANRecipe
 from .base import Phase, Recipe, Update
+from .style2paints import Style2PaintsRecipe
 from .whitebox import WhiteboxRecipe
 
 RECIPES: dict[str, type[Recipe]] = {
     "animegan": AnimeGANRecipe,
     "animeganv2": AnimeGANRecipe,
     "whitebox": WhiteboxRecipe,
+    "style2paints": Style2PaintsRecipe,
 }
 
 

@@ -57,6 +57,8 @@ class Recipe(ABC):
     data_groups: tuple[SetGroup, ...] = ()
     #: the generator's key in `build_networks()`; used for samples and export
     generator_key: str = "generator"
+    #: the set whose held-out images feed the sample grids and evaluations (photos for stylizers)
+    preview_set: str = "photo"
 
     def __init__(self, config: TrainConfig):
         self.config = config
@@ -123,5 +125,18 @@ class Recipe(ABC):
         """Release what the recipe started (worker pools); called when training ends."""
 
     def generate(self, generator: nn.Module, photos: torch.Tensor) -> torch.Tensor:
-        """What a sample grid shows for `photos` ([N, 3, H, W] in [-1, 1] -> same)."""
+        """The output for held-out `photos` ([N, 3, H, W] in [-1, 1] -> same): what the sample grid
+        shows and the held-out evaluation compares with `photos`. Called in eval mode, without gradients."""
         return generator(photos)
+
+    def sample_rows(self, generator: nn.Module, photos: torch.Tensor) -> list[torch.Tensor]:
+        """The rows of a sample grid (each `[N, 1 or 3, H, W]` in [-1, 1]): by default inputs, then outputs."""
+        return [photos, self.generate(generator, photos)]
+
+    def sample_transform(self):
+        """A picklable `batches.SampleTransform` run in the loader's workers on every cropped sample, or None."""
+        return None
+
+    def export_meta(self) -> dict[str, Any]:
+        """Extra description stored with the exported generator (e.g. which VGG19 a colorizer needs)."""
+        return {}

@@ -1,0 +1,314 @@
+"""`animegan colorize`: colour line-art sketches in the colour style of a reference, with a Style2paints model.
+
+- Sketches: image files or folders (searched recursively, structure kept under `--out`); grayscale, RGB,
+  RGBA (transparent paper becomes white) or white-on-black (`invert`, auto-detected by default).
+- References: one image for every sketch, or a folder paired by name (same relative path, or the same
+  file name, whatever the suffix). Each reference's style vector (VGG19 fc1) is computed once.
+- Sizes: any. The network sees the sketch with its long side at most `max_side` (it was trained on 256
+  px crops; colour regions do not need more); the colour is scaled back to the sketch's size and, with
+  `keep_lines` (the default), the sketch's own lines are multiplied over it at full resolution, so the
+  lines a user drew survive exactly. Padding to the network's multiple is white paper, cropped off.
+- Batches: sketches of equal size with the same reference run together, `batch_size` at a time.
+- Nothing is lost: outputs are written atomically, never over an input; an output newer than its
+  sketch, its reference and the weights is skipped (a killed run goes on where it stopped), unreadable
+  sketches are reported one line each and the rest colored (exit 1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import InputError, PartialFailure
+from ..models.cpu_speed import accelerate, tune_allocator
+from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
+from ..progress import Reporter, plural
+from .stylize import FORMATS, _fresh, _Job, plan_jobs, resolve_device
+
+INVERT_CHOICES = ("auto", "on", "off")
+DEFAULT_MAX_SIDE = 1024
+
+
+@dataclass
+class ColorizeOptions:
+    reference: Path  # an image for every sketch, or a folder paired by name
+    weights: Path | None = None  # run folder or .safetensors; None: the newest colorizer run under runs_dir
+    out_dir: Path = Path("colorized")
+    format: str | None = None  # png | jpg | webp; None keeps each sketch's format
+    keep_lines: bool = True
+    invert: str = "auto"  # auto | on | off: white lines on black
+    max_side: int = DEFAULT_MAX_SIDE
+    batch_size: int = 4
+    device: str = "auto"
+    vgg_weights: str | None = None  # None: what the weights file records (imagenet, random or a path)
+    overwrite: bool = False
+    runs_dir: Path = Path("runs")
+    fast_cpu: bool = True  # NNPACK convolutions and the allocator setting on CPU, as stylize
+
+
+@dataclass
+class ColorizeSummary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    outputs: list[Path] = field(default_factory=list)
+    weights: Path | None = None
+    device: str = "cpu"
+    seconds: float = 0.0
+
+
+# ---- sketches and references --------------------------------------------------------------------
+
+
+def sketch_lines(rgb: np.ndarray, invert: str = "auto") -> np.ndarray:
+    """`[H, W, 3] uint8` sketch -> `[H, W] uint8` lines, dark on white paper.
+
+    `auto` inverts a sketch whose paper is dark (white lines on black: the median pixel is paper, since
+    lines cover a small part of a drawing).
+    """
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if invert == "on" or (invert == "auto" and np.median(gray) < 128):
+        gray = 255 - gray
+    return gray
+
+
+def _rel_key(path: Path, root: Path) -> str:
+    rel = path.relative_to(root) if root != path else Path(path.name)
+    return str(rel.with_suffix("")).lower()
+
+
+class References:
+    """Which reference image goes with which sketch: one file for all, or a folder paired by name."""
+
+    def __init__(self, reference: Path):
+        self.reference = Path(reference)
+        if self.reference.is_file():
+            self.single: Path | None = self.reference
+            return
+        if not self.reference.is_dir():
+            raise InputError(self.reference, "no such reference image or folder")
+        self.single = None
+        files = [p for p, _ in iter_files([self.reference], is_image_path)]
+        if not files:
+            raise InputError(self.reference, "reference folder has no images")
+        self.by_rel = {_rel_key(p, self.reference): p for p in files}
+        by_name: dict[str, list[Path]] = {}
+        for p in files:
+            by_name.setdefault(p.stem.lower(), []).append(p)
+        self.by_name = {k: v[0] for k, v in by_name.items() if len(v) == 1}  # ambiguous names do not pair
+
+    def for_sketch(self, sketch: Path, root: Path) -> Path:
+        if self.single is not None:
+            return self.single
+        found = self.by_rel.get(_rel_key(sketch, root)) or self.by_name.get(sketch.stem.lower())
+        if found is None:
+            raise InputError(sketch, f"no reference for it in {self.reference} (pairs by relative path or file name)")
+        return found
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+
+def _resolve_weights(options: ColorizeOptions) -> Path:
+    if options.weights is not None:
+        return Path(options.weights)
+    import json
+
+    from ..models.weights import DESCRIPTION_NAME, WEIGHTS_NAME
+
+    runs = Path(options.runs_dir)
+    best: tuple[float, Path] | None = None
+    for child in runs.iterdir() if runs.is_dir() else ():
+        try:
+            kind = json.loads((child / DESCRIPTION_NAME).read_text()).get("kind")
+            t = (child / WEIGHTS_NAME).stat().st_mtime
+        except (OSError, ValueError, AttributeError):
+            continue
+        if kind == "colorizer" and (best is None or t > best[0]):
+            best = (t, child)
+    if best is None:
+        raise InputError(runs, "no finished Style2paints run found; train one (`animegan train --model style2paints`) "
+                               "or pass --weights RUN|FILE")
+    return best[1]
+
+
+def load_style_network(info: dict, weights: Path, spec: str | None, log) -> torch.nn.Module:
+    """The VGG19 fc1 network the colorizer was trained with: `spec`, or what its description records.
+
+    A colorizer's input includes the style vector, so another VGG19 would give it vectors it never saw;
+    the description's fingerprint of the training VGG is checked and a mismatch refused.
+    """
+    from ..models.vgg import build_vgg_fc1
+
+    meta = info.get("meta") or {}
+    spec = spec or meta.get("vgg_weights") or "imagenet"
+    if spec not in ("imagenet", "random") and not Path(spec).is_file():
+        raise InputError(weights, f"was trained with the VGG19 file {spec}, which is not here; pass --vgg-weights PATH "
+                                  f"to a copy (torchvision's vgg19-dcbb9e9d.pth)")
+    vgg = build_vgg_fc1(spec, log=log)
+    want = meta.get("vgg_fingerprint")
+    if want and vgg.fingerprint() != want:
+        raise InputError(weights, f"was trained with other VGG19 weights ({meta.get('vgg_weights', '?')}, fingerprint "
+                                  f"{want}) than --vgg-weights {spec} ({vgg.fingerprint()}); pass the same file")
+    return vgg
+
+
+def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: Reporter | None = None) -> ColorizeSummary:
+    """Colour every sketch under `inputs` into `options.out_dir`. See the module docstring."""
+    from ..models.weights import load_colorizer, weights_fingerprint
+
+    reporter = reporter or Reporter()
+    t0 = time.perf_counter()
+    if options.format is not None and options.format not in FORMATS:
+        raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+    if options.invert not in INVERT_CHOICES:
+        raise InputError(None, f"--invert must be one of {', '.join(INVERT_CHOICES)}, not {options.invert!r}")
+    refs = References(options.reference)
+    remove_stale_temporaries(Path(options.out_dir))
+    jobs, listing_failures = plan_jobs(inputs, options, reporter, accept=is_image_path)  # type: ignore[arg-type]
+    summary = ColorizeSummary(failed=listing_failures)
+
+    # Where each sketch was found (for pairing by relative path), and what is already done.
+    roots = {}
+    for arg in inputs:
+        for src, root in iter_files([arg], is_image_path) if Path(arg).exists() else ():
+            roots[src] = root
+    weights = _resolve_weights(options)
+    weights_mtime = weights_fingerprint(weights)
+    todo: list[tuple[_Job, Path]] = []
+    seen: dict[Path, Path] = {}
+    for j in jobs:
+        key = j.dst.resolve()
+        if key in seen:
+            reporter.warn(f"{j.src}: skipped, its output {j.dst} is also the output of {seen[key]}")
+            summary.failed += 1
+            continue
+        seen[key] = j.src
+        try:
+            ref = refs.for_sketch(j.src, roots.get(j.src, j.src))
+        except InputError as exc:
+            reporter.warn(str(exc))
+            summary.failed += 1
+            continue
+        if not options.overwrite and _fresh(j, max(weights_mtime, ref.stat().st_mtime)):
+            summary.skipped += 1
+            continue
+        todo.append((j, ref))
+    summary.weights = weights
+    if not todo:
+        summary.seconds = time.perf_counter() - t0
+        return _finish(summary)
+
+    device = resolve_device(options.device)
+    loaded = load_colorizer(weights, device=device)
+    vgg = load_style_network(loaded.info, loaded.source, options.vgg_weights, reporter.info).to(device)
+    summary.weights, summary.device = loaded.source, str(device)
+    if device.type == "cpu" and options.fast_cpu:
+        tune_allocator()
+        accelerate(loaded.model)
+        accelerate(vgg)
+    reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}")
+    _colorize_all(todo, loaded.model, vgg, device, options, reporter, summary)
+    summary.seconds = time.perf_counter() - t0
+    return _finish(summary)
+
+
+def _finish(summary: ColorizeSummary) -> ColorizeSummary:
+    if summary.failed:
+        raise PartialFailure(f"{plural(summary.failed, 'sketch', 'sketches')} failed; {summary.done} colored, "
+                             f"{summary.skipped} skipped")
+    return summary
+
+
+def network_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """The size the network sees: the sketch's, scaled down (never up) so the long side is at most `max_side`."""
+    s = min(1.0, max_side / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def _to_input(lines: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`[H, W] uint8` lines -> `[1, h, w] float32` in [-1, 1] at the network's size (area filter: thin
+    lines turn grey rather than vanish)."""
+    h, w = size
+    if (h, w) != lines.shape:
+        lines = cv2.resize(lines, (w, h), interpolation=cv2.INTER_AREA)
+    return (lines.astype(np.float32) / 127.5 - 1.0)[None]
+
+
+def finish_colour(colour: np.ndarray, lines: np.ndarray, keep_lines: bool) -> np.ndarray:
+    """Network colour `[h, w, 3] uint8` -> the output at the sketch's size `[H, W, 3] uint8`, with the
+    sketch's lines `[H, W] uint8` multiplied over it when `keep_lines`."""
+    H, W = lines.shape
+    if colour.shape[:2] != (H, W):
+        colour = cv2.resize(colour, (W, H), interpolation=cv2.INTER_CUBIC)
+    if not keep_lines:
+        return colour
+    out = colour.astype(np.float32) * (lines.astype(np.float32)[:, :, None] / 255.0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: torch.nn.Module, device: torch.device,
+                  options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary) -> None:
+    styles: dict[Path, torch.Tensor] = {}  # reference -> [1, 4096], computed once
+
+    def style_of(ref: Path) -> torch.Tensor:
+        if ref not in styles:
+            rgb = read_image(ref)  # [H, W, 3] uint8
+            x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
+            styles[ref] = vgg(x)
+        return styles[ref]
+
+    reporter.start("colorize", "colorize", total=len(todo))
+    pending: dict[tuple[int, int, Path], list[tuple[_Job, np.ndarray]]] = {}
+
+    def run(key: tuple[int, int, Path]) -> None:
+        group = pending.pop(key)
+        h, w, ref = key
+        try:
+            style = style_of(ref)
+        except InputError as exc:
+            for job, _ in group:
+                reporter.warn(f"{job.src}: not colored: {exc}")
+                summary.failed += 1
+                reporter.advance("colorize", 1)
+            return
+        x = torch.from_numpy(np.stack([_to_input(lines, (h, w)) for _, lines in group])).to(device)  # [B, 1, h, w] in [-1, 1]
+        y = model(x, style.expand(len(group), -1))  # [B, 3, h, w] in [-1, 1]
+        colours = ((y.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for (job, lines), colour in zip(group, colours):
+            try:
+                write_image(job.dst, finish_colour(colour, lines, options.keep_lines))
+                summary.done += 1
+                summary.outputs.append(job.dst)
+            except (InputError, OSError) as exc:
+                reporter.warn(f"{job.dst}: not written ({exc})")
+                summary.failed += 1
+            reporter.advance("colorize", 1)
+
+    for job, ref in todo:
+        if reporter.should_abort():
+            break
+        try:
+            lines = sketch_lines(read_image(job.src), options.invert)
+        except InputError as exc:
+            reporter.warn(str(exc))
+            summary.failed += 1
+            reporter.advance("colorize", 1)
+            continue
+        h, w = network_size(*lines.shape, options.max_side)
+        key = (h, w, ref)
+        pending.setdefault(key, []).append((job, lines))
+        if len(pending[key]) >= options.batch_size:
+            run(key)
+        elif sum(map(len, pending.values())) > 4 * options.batch_size:
+            run(next(iter(pending)))  # many sizes: bound what waits in memory, oldest group first
+    for key in list(pending):
+        run(key)
+    reporter.finish("colorize")

@@ -1,0 +1,176 @@
+"""`animegan colorize` with an untrained (seeded) Style2paints generator: inputs of every kind, pairing,
+line keeping, resumability and the errors a user can meet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from animegan_cli.app import app
+from pipelines.fileio import encode_image, read_image, write_image
+from pipelines.inference.colorize import ColorizeOptions, colorize, finish_colour, network_size, sketch_lines
+from pipelines.models.style2paints import Style2PaintsGenerator
+from pipelines.models.vgg import build_vgg_fc1
+from pipelines.models.weights import save_generator
+
+from conftest import anime_like, skimage_photo
+from pipelines.data.sketches import xdog
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("colorizer")
+    torch.manual_seed(1)
+    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, out,
+                   meta={"vgg_weights": "random", "vgg_fingerprint": build_vgg_fc1("random").fingerprint()})
+    return out
+
+
+def _sketch(name: str = "chelsea", size: int = 80) -> np.ndarray:
+    return np.repeat(xdog(anime_like(skimage_photo(name, size)))[:, :, None], 3, axis=2)  # [H, W, 3] dark lines
+
+
+@pytest.fixture
+def sketches(tmp_path) -> Path:
+    root = tmp_path / "sketches"
+    write_image(root / "cat.png", _sketch("chelsea", 80))
+    write_image(root / "sub" / "cup.png", _sketch("coffee", 72)[:70, :101])  # odd size, in a subfolder
+    write_image(tmp_path / "ref.jpg", skimage_photo("astronaut", 96))
+    return root
+
+
+def _cli(*args: str, code: int = 0):
+    res = CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})  # paths unwrapped
+    assert res.exit_code == code, res.output
+    return res
+
+
+def test_colours_folders_keeping_structure_sizes_and_lines(sketches, weights, tmp_path):
+    out = tmp_path / "out"
+    res = _cli("colorize", str(sketches), "-r", str(tmp_path / "ref.jpg"), "-w", str(weights), "-o", str(out))
+    assert "2 colored, 0 up to date, 0 failed" in res.output
+    cat, cup = read_image(out / "cat.png"), read_image(out / "sub" / "cup.png")
+    assert cat.shape == (80, 120, 3) and cup.shape == (70, 101, 3)
+    lines = read_image(sketches / "cat.png")[..., 0] < 128
+    assert cat[lines].max() <= 5  # --keep-lines (default): the user's lines are exactly black in the output
+    assert cat[~lines].mean() > 20 and cat[~lines].std() > 1  # and colour between them
+    again = _cli("colorize", str(sketches), "-r", str(tmp_path / "ref.jpg"), "-w", str(weights), "-o", str(out))
+    assert "0 colored, 2 up to date" in again.output  # resumable: finished outputs are skipped
+
+
+def test_rgba_grayscale_and_white_on_black_sketches(weights, tmp_path):
+    from PIL import Image
+
+    lines = _sketch("rocket", 64)[..., 0]
+    root = tmp_path / "in"
+    root.mkdir()
+    rgba = np.zeros((*lines.shape, 4), np.uint8)
+    rgba[..., 3] = 255 - lines  # black lines on a transparent sheet
+    Image.fromarray(rgba, "RGBA").save(root / "transparent.png")
+    Image.fromarray(lines, "L").save(root / "gray.png")
+    Image.fromarray(255 - lines, "L").save(root / "inverted.png")  # white lines on black
+    write_image(tmp_path / "ref.png", skimage_photo("coffee", 64))
+    _cli("colorize", str(root), "-r", str(tmp_path / "ref.png"), "-w", str(weights), "-o", str(tmp_path / "out"), "-q")
+    outs = {n: read_image(tmp_path / "out" / f"{n}.png") for n in ("transparent", "gray", "inverted")}
+    # auto-detected and inverted (the same pixels up to float rounding at another position in the batch)
+    assert np.abs(outs["gray"].astype(int) - outs["inverted"].astype(int)).max() <= 1
+    assert np.abs(outs["gray"].astype(int) - outs["transparent"].astype(int)).max() <= 1  # paper composited white
+    assert np.array_equal(sketch_lines(np.repeat((255 - lines)[:, :, None], 3, 2), "off"), 255 - lines)
+    assert np.array_equal(sketch_lines(np.repeat(lines[:, :, None], 3, 2), "on"), 255 - lines)
+
+
+def test_reference_folder_pairs_by_path_or_name_and_reports_the_unpaired(sketches, weights, tmp_path):
+    refs = tmp_path / "refs"
+    write_image(refs / "cat.jpg", skimage_photo("chelsea", 64))  # by name (another suffix)
+    write_image(sketches / "lonely.png", _sketch("rocket", 64))  # no reference for this one
+    res = _cli("colorize", str(sketches), "-r", str(refs), "-w", str(weights), "-o", str(tmp_path / "out"), code=1)
+    assert "lonely.png: no reference for it in" in res.output and "cup.png: no reference" in res.output
+    assert (tmp_path / "out" / "cat.png").is_file() and not (tmp_path / "out" / "lonely.png").exists()
+    write_image(refs / "sub" / "cup.png", skimage_photo("coffee", 64))  # by relative path
+    _cli("colorize", str(sketches / "sub"), str(sketches / "cat.png"), "-r", str(refs), "-w", str(weights),
+         "-o", str(tmp_path / "out2"), "-q")
+
+
+def test_style_vector_once_per_reference_and_batches_of_equal_sizes(sketches, weights, tmp_path, monkeypatch):
+    import pipelines.models.vgg as vgg_mod
+
+    calls = []
+    real = vgg_mod.build_vgg_fc1
+
+    def counting(spec, log=None):
+        model = real(spec, log=log)
+        model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+        return model
+
+    monkeypatch.setattr(vgg_mod, "build_vgg_fc1", counting)
+    for k in range(5):
+        write_image(sketches / f"more{k}.png", _sketch("chelsea", 80))
+    summary = colorize([sketches], ColorizeOptions(reference=tmp_path / "ref.jpg", weights=weights, out_dir=tmp_path / "o",
+                                                   batch_size=4))
+    assert summary.done == 7 and calls == [1]
+
+
+def test_bad_inputs_one_line_each_and_nothing_lost(sketches, weights, tmp_path):
+    (sketches / "broken.png").write_bytes(encode_image(_sketch(), ".png")[:200])
+    res = _cli("colorize", str(sketches), "-r", str(tmp_path / "ref.jpg"), "-w", str(weights), "-o", str(tmp_path / "o"), code=1)
+    assert "broken.png" in res.output and (tmp_path / "o" / "cat.png").is_file()
+    res = _cli("colorize", str(sketches), "-r", str(tmp_path / "ref.jpg"), "-w", str(weights), "-o", str(sketches), code=2)
+    assert "would overwrite the input" in res.output
+    res = _cli("colorize", str(sketches), "-r", str(tmp_path / "nothing.png"), "-w", str(weights), code=2)
+    assert "nothing.png: no such reference image or folder" in res.output
+
+
+def test_the_wrong_kind_of_weights_is_refused_with_the_right_command(sketches, weights, tmp_path):
+    res = _cli("stylize", str(sketches), "-w", str(weights), "-o", str(tmp_path / "s"), code=2)
+    assert "a Style2paints colorizer" in res.output and "animegan colorize" in res.output
+    from pipelines.models.registry import build_generator
+
+    other = tmp_path / "v2"
+    other.mkdir()
+    save_generator(build_generator("animegan_v2"), "animegan_v2", {}, other)
+    res = _cli("colorize", str(sketches), "-r", str(tmp_path / "ref.jpg"), "-w", str(other), code=2)
+    assert "stylizer" in res.output and "animegan stylize" in res.output
+
+
+def test_another_vgg_than_the_training_one_is_refused(sketches, tmp_path):
+    bad = tmp_path / "w"
+    bad.mkdir()
+    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, bad,
+                   meta={"vgg_weights": "random", "vgg_fingerprint": "0123456789abcdef"})
+    res = _cli("colorize", str(sketches), "-r", str(tmp_path / "ref.jpg"), "-w", str(bad), code=2)
+    assert "other VGG19 weights" in res.output
+    gone = tmp_path / "w2"
+    gone.mkdir()
+    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, gone, meta={"vgg_weights": str(tmp_path / "vgg.pth")})
+    res = _cli("colorize", str(sketches), "-r", str(tmp_path / "ref.jpg"), "-w", str(gone), code=2)
+    assert "vgg.pth, which is not here; pass --vgg-weights PATH" in res.output
+
+
+def test_large_sketches_are_coloured_small_and_lined_at_full_size():
+    assert network_size(3000, 2000, 1024) == (1024, 683) and network_size(300, 200, 1024) == (300, 200)
+    colour = np.full((10, 20, 3), 200, np.uint8)
+    lines = np.full((40, 80), 255, np.uint8)
+    lines[5, :] = 0
+    out = finish_colour(colour, lines, keep_lines=True)
+    assert out.shape == (40, 80, 3) and (out[5] == 0).all() and (out[6] == 200).all()
+    assert (finish_colour(colour, lines, keep_lines=False) == 200).all()
+
+
+def test_newest_colorizer_run_is_the_default(sketches, weights, tmp_path, monkeypatch):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(weights, runs / "colorizer")
+    from pipelines.models.registry import build_generator
+
+    save_generator(build_generator("animegan_v2"), "animegan_v2", {}, runs / "newer-stylizer")
+    monkeypatch.chdir(tmp_path)
+    res = _cli("colorize", str(sketches), "-r", str(tmp_path / "ref.jpg"))
+    assert "2 colored" in res.output
+    info = json.loads((runs / "colorizer" / "generator.json").read_text())
+    assert info["kind"] == "colorizer"
