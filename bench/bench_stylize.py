@@ -73,8 +73,9 @@ def speed(size: int, repeats: int) -> None:
         tp += _plain_times(size, repeats // 2 or 1, ref_path)
         ref_u8 = np.load(ref_path)
     diff = np.abs(got[0].astype(int) - ref_u8.astype(int)).max()
-    print(f"v2 {size}x{size} CPU, {torch.get_num_threads()} threads, NNPACK {'on' if nnpack_usable() else 'off'} "
-          f"({engine.nnpack_convs} convs), allocator tuned: {tune_allocator()}")
+    print(f"v2 {size}x{size} CPU, {torch.get_num_threads()} threads, NNPACK {'used' if engine.nnpack_convs else 'not used'} "
+          f"({engine.nnpack_convs} convs; CPU capability {torch.backends.cpu.get_cpu_capability()}, NNPACK "
+          f"{'works' if nnpack_usable() else 'missing'}), allocator tuned: {tune_allocator()}")
     print(f"  plain eager fp32 NCHW: best {min(tp):.3f} s, median {np.median(tp):.3f} s  (child processes)")
     print(f"  stylize engine       : best {min(tf):.3f} s, median {np.median(tf):.3f} s")
     print(f"  speed-up: {min(tp) / min(tf):.2f}x (best), {np.median(tp) / np.median(tf):.2f}x (median); "

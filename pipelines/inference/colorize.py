@@ -29,7 +29,7 @@ from ..errors import InputError, PartialFailure
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
-from .stylize import FORMATS, _fresh, _Job, plan_jobs, resolve_device
+from .stylize import FORMATS, _Job, plan_jobs, resolve_device, resolve_weights, select_jobs
 
 INVERT_CHOICES = ("auto", "on", "off")
 DEFAULT_MAX_SIDE = 1024
@@ -115,29 +115,6 @@ class References:
 # ---- the command ---------------------------------------------------------------------------------
 
 
-def _resolve_weights(options: ColorizeOptions) -> Path:
-    if options.weights is not None:
-        return Path(options.weights)
-    import json
-
-    from ..models.weights import DESCRIPTION_NAME, WEIGHTS_NAME
-
-    runs = Path(options.runs_dir)
-    best: tuple[float, Path] | None = None
-    for child in runs.iterdir() if runs.is_dir() else ():
-        try:
-            kind = json.loads((child / DESCRIPTION_NAME).read_text()).get("kind")
-            t = (child / WEIGHTS_NAME).stat().st_mtime
-        except (OSError, ValueError, AttributeError):
-            continue
-        if kind == "colorizer" and (best is None or t > best[0]):
-            best = (t, child)
-    if best is None:
-        raise InputError(runs, "no finished Style2paints run found; train one (`animegan train --model style2paints`) "
-                               "or pass --weights RUN|FILE")
-    return best[1]
-
-
 def load_style_network(info: dict, weights: Path, spec: str | None, log) -> torch.nn.Module:
     """The VGG19 fc1 network the colorizer was trained with: `spec`, or what its description records.
 
@@ -179,27 +156,18 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
     for arg in inputs:
         for src, root in iter_files([arg], is_image_path) if Path(arg).exists() else ():
             roots[src] = root
-    weights = _resolve_weights(options)
+    weights = resolve_weights(options.weights, options.runs_dir, kind="colorizer")
     weights_mtime = weights_fingerprint(weights)
-    todo: list[tuple[_Job, Path]] = []
-    seen: dict[Path, Path] = {}
+    paired: dict[Path, Path] = {}  # sketch -> its reference
     for j in jobs:
-        key = j.dst.resolve()
-        if key in seen:
-            reporter.warn(f"{j.src}: skipped, its output {j.dst} is also the output of {seen[key]}")
-            summary.failed += 1
-            continue
-        seen[key] = j.src
         try:
-            ref = refs.for_sketch(j.src, roots.get(j.src, j.src))
+            paired[j.src] = refs.for_sketch(j.src, roots.get(j.src, j.src))
         except InputError as exc:
             reporter.warn(str(exc))
             summary.failed += 1
-            continue
-        if not options.overwrite and _fresh(j, max(weights_mtime, ref.stat().st_mtime)):
-            summary.skipped += 1
-            continue
-        todo.append((j, ref))
+    jobs = [j for j in jobs if j.src in paired]
+    newest = lambda job: max(weights_mtime, paired[job.src].stat().st_mtime)  # noqa: E731
+    todo = [(j, paired[j.src]) for j in select_jobs(jobs, options.overwrite, newest, reporter, summary)]
     summary.weights = weights
     if not todo:
         summary.seconds = time.perf_counter() - t0
@@ -209,12 +177,16 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
     loaded = load_colorizer(weights, device=device)
     vgg = load_style_network(loaded.info, loaded.source, options.vgg_weights, reporter.info).to(device)
     summary.weights, summary.device = loaded.source, str(device)
+    channels_last = False
     if device.type == "cpu" and options.fast_cpu:
         tune_allocator()
-        accelerate(loaded.model)
-        accelerate(vgg)
+        # NNPACK where it pays off (AVX2 CPUs); elsewhere oneDNN, whose convolutions here measured 11%
+        # faster in channels_last (512x512 sketch: 245 ms against 274 ms).
+        if accelerate(loaded.model) + accelerate(vgg) == 0:
+            channels_last = True
+            loaded.model.to(memory_format=torch.channels_last)
     reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}")
-    _colorize_all(todo, loaded.model, vgg, device, options, reporter, summary)
+    _colorize_all(todo, loaded.model, vgg, device, options, reporter, summary, channels_last)
     summary.seconds = time.perf_counter() - t0
     return _finish(summary)
 
@@ -255,7 +227,7 @@ def finish_colour(colour: np.ndarray, lines: np.ndarray, keep_lines: bool) -> np
 
 @torch.no_grad()
 def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: torch.nn.Module, device: torch.device,
-                  options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary) -> None:
+                  options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary, channels_last: bool = False) -> None:
     styles: dict[Path, torch.Tensor] = {}  # reference -> [1, 4096], computed once
 
     def style_of(ref: Path) -> torch.Tensor:
@@ -280,6 +252,8 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
                 reporter.advance("colorize", 1)
             return
         x = torch.from_numpy(np.stack([_to_input(lines, (h, w)) for _, lines in group])).to(device)  # [B, 1, h, w] in [-1, 1]
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         y = model(x, style.expand(len(group), -1))  # [B, 3, h, w] in [-1, 1]
         colours = ((y.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for (job, lines), colour in zip(group, colours):

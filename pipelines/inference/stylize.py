@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -291,16 +292,39 @@ def _fresh(job: _Job, weights_mtime: float) -> bool:
         return False
 
 
-def _resolve_weights(options: StylizeOptions) -> Path:
-    if options.weights is not None:
-        return Path(options.weights)
+def resolve_weights(weights: Path | None, runs_dir: Path, kind: str = "image") -> Path:
+    """`--weights`, or the newest run of `kind` under `runs_dir`; `InputError` when there is none."""
+    if weights is not None:
+        return Path(weights)
     from ..models.weights import find_latest_run
 
-    run = find_latest_run(Path(options.runs_dir))
+    run = find_latest_run(Path(runs_dir), kind)
     if run is None:
-        raise InputError(options.runs_dir, "no finished training run found; train first "
-                                           "(`animegan train`) or pass --weights RUN|FILE")
+        what = "Style2paints run found; train one (`animegan train --model style2paints`)" if kind == "colorizer" else \
+            "training run found; train first (`animegan train`)"
+        raise InputError(runs_dir, f"no finished {what} or pass --weights RUN|FILE")
     return run
+
+
+def select_jobs(jobs: list[_Job], overwrite: bool, newest_input: Callable[[_Job], float], reporter: Reporter,
+                summary: Any) -> list[_Job]:
+    """The jobs still to do: two inputs with one output name are refused (one line, `summary.failed`), and
+    an output newer than its input and `newest_input(job)` (weights, reference) is skipped (`summary.skipped`)
+    unless `overwrite`."""
+    todo: list[_Job] = []
+    seen: dict[Path, Path] = {}
+    for j in jobs:
+        key = j.dst.resolve()
+        if key in seen:
+            reporter.warn(f"{j.src}: skipped, its output {j.dst} is also the output of {seen[key]}")
+            summary.failed += 1
+            continue
+        seen[key] = j.src
+        if not overwrite and _fresh(j, newest_input(j)):
+            summary.skipped += 1
+            continue
+        todo.append(j)
+    return todo
 
 
 # ---- the command ---------------------------------------------------------------------------------
@@ -321,21 +345,9 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
     jobs, listing_failures = plan_jobs(inputs, options, reporter)
     summary = StylizeSummary(failed=listing_failures)
 
-    weights = _resolve_weights(options)
+    weights = resolve_weights(options.weights, options.runs_dir)
     weights_mtime = weights_fingerprint(weights)
-    todo: list[_Job] = []
-    seen: dict[Path, Path] = {}
-    for j in jobs:
-        key = j.dst.resolve()
-        if key in seen:
-            reporter.warn(f"{j.src}: skipped, its output {j.dst} is also the output of {seen[key]}")
-            summary.failed += 1
-            continue
-        seen[key] = j.src
-        if not options.overwrite and _fresh(j, weights_mtime):
-            summary.skipped += 1
-            continue
-        todo.append(j)
+    todo = select_jobs(jobs, options.overwrite, lambda job: weights_mtime, reporter, summary)
     if not todo:
         summary.weights = weights
         summary.seconds = time.perf_counter() - t0

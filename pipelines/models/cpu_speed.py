@@ -7,7 +7,7 @@ or training step of these generators, and each has a fix here:
    free, so every large activation is page-faulted in again, every time: a 32 MB copy took 17 ms
    instead of 5. `tune_allocator()` keeps large blocks in the heap (process-wide; glibc only).
 2. **Dense stride-1 convolutions** (3x3, 7x7): oneDNN's direct kernels run at about 72 GFLOP/s on
-   these CPUs; NNPACK's Winograd/FFT kernels do the same work in a third to a half of the time,
+   AVX2 CPUs; NNPACK's Winograd/FFT kernels do the same work in a third to a half of the time,
    but only one image at a time (its batched algorithm is slower than oneDNN). `accelerate()`
    routes such convs through NNPACK, per image, for the forward pass and for the input gradient
    (a stride-1 conv's input gradient is a stride-1 conv of the output gradient with the flipped,
@@ -18,7 +18,8 @@ or training step of these generators, and each has a fix here:
    5e-6 of the largest entry in fp32 (oneDNN's is about 1e-6): far below what Adam can see.
 
 Everything is checked before use (`nnpack_usable` compares NNPACK with `F.conv2d` once) and any
-convolution whose NNPACK call fails falls back to the default path for good.
+convolution whose NNPACK call fails falls back to the default path for good. On AVX-512 CPUs oneDNN's own
+kernels are faster than NNPACK's AVX2 ones, and 2 and 3 stay off (`nnpack_pays_off`).
 """
 
 from __future__ import annotations
@@ -280,15 +281,29 @@ def _fast_forward(conv: nn.Conv2d) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def accelerate(model: nn.Module) -> int:
-    """Route `model`'s dense stride-1 convolutions through NNPACK on CPU (training and inference).
+def nnpack_pays_off() -> bool:
+    """Whether NNPACK beats PyTorch's own CPU convolutions here: on CPUs whose best instruction set
+    PyTorch uses is AVX2.
+
+    NNPACK's kernels are AVX2 at best. Measured (docs/benchmarks.md): on a 2-core AMD EPYC (AVX2) the
+    NNPACK path made the generators' steps about 2x faster; on a 2-core Intel Xeon with AVX-512, where
+    oneDNN's kernels use AVX-512, it made them slower (AnimeGANv2 forward 0.94x, White-box forward 0.75x,
+    Style2paints training step 0.84x). The rule is decided by the machine, not by timing, so a straight
+    and a resumed run always take the same kernels (exact resume compares bits).
+    """
+    return nnpack_usable() and torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
+def accelerate(model: nn.Module, force: bool = False) -> int:
+    """Route `model`'s dense stride-1 convolutions through NNPACK on CPU (training and inference), where
+    that pays off (`nnpack_pays_off`; `force`: wherever NNPACK works, for tests and benchmarks).
 
     Patches `forward` on the conv instances (state dicts, parameters and structure unchanged) and
-    returns how many were patched; 0 when NNPACK is not usable here. Inputs that are not float32
+    returns how many were patched; 0 when NNPACK is not usable or not faster here. Inputs that are not float32
     CPU tensors of at least `NNPACK_MIN_PIXELS` pixels, or that run under autocast, take the plain
     path, as does a conv whose NNPACK call ever fails.
     """
-    if not nnpack_usable():
+    if not (nnpack_pays_off() or (force and nnpack_usable())):
         return 0
     n = 0
     for conv in model.modules():

@@ -110,11 +110,18 @@ class VGG19Fc1(nn.Module):
         f = F.adaptive_avg_pool2d(self.features(x), 7)  # [N, 512, 7, 7]
         return F.relu(self.classifier(f.flatten(1)))  # [N, 4096]
 
+    #: set by `build_vgg_fc1("random")`: how the weights were made, fingerprinted instead of their bits
+    random_recipe: str | None = None
+
     def fingerprint(self) -> str:
-        """A short hash of the weights: a colorizer records it, so inference can tell another VGG19 was given."""
+        """A short hash naming these weights: a colorizer records it, so inference can tell another VGG19 was
+        given. Loaded weights: a hash of some of their tensors; random ones: of how they were made."""
         h = hashlib.sha256()
-        for t in (self.features[0].weight, self.features[0].bias, self.classifier[0].bias):
-            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        if self.random_recipe is not None:
+            h.update(self.random_recipe.encode())
+        else:
+            for t in (self.features[0].weight, self.features[0].bias, self.classifier[0].bias):
+                h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
 
@@ -156,7 +163,10 @@ def calibrate_random(model: VGG19Features | VGG19Fc1, seed: int = 0, size: int =
         layers += [nn.AdaptiveAvgPool2d(7), nn.Flatten(1), *model.classifier]
     for layer in layers:
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            std = layer(h).std()
+            # Rounded to 3 significant digits: the first convolutions of a process may run other kernels
+            # than later ones and differ in the last bits, which must not change the weights (a resumed
+            # run, or a colorizer's style vectors, need the same random VGG every time).
+            std = float(f"{layer(h).std().item():.3g}")
             layer.weight.div_(std)
             layer.bias.zero_()
         h = layer(h)
@@ -250,6 +260,7 @@ def build_vgg_fc1(spec: str | Path, *, log: Callable[[str], None] | None = None)
             torch.manual_seed(RANDOM_SEED)
             model = VGG19Fc1()
         calibrate_random(model, size=112)
+        model.random_recipe = f"random seed {RANDOM_SEED}, torchvision init, LSUV on 1/f noise at 112 px"
         log("VGG19 fc1: using RANDOM weights (--vgg-weights random), scaled to unit variance per layer: style "
             "vectors then describe colour statistics, not what ImageNet taught; for tests and smoke runs")
     else:

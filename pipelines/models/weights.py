@@ -121,19 +121,30 @@ def weights_fingerprint(path: str | Path) -> float:
     return resolve_weights_file(path).stat().st_mtime
 
 
-def find_latest_run(runs_dir: Path = Path("runs")) -> Path | None:
-    """The run folder under `runs_dir` whose `generator.safetensors` is newest, or None."""
+def find_latest_run(runs_dir: Path = Path("runs"), kind: str = "image") -> Path | None:
+    """The run folder under `runs_dir` whose `generator.safetensors` is newest among those of `kind`
+    ("image": stylizers, "colorizer": Style2paints), or None."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return None
     best: tuple[float, Path] | None = None
     for child in runs_dir.iterdir():
         f = child / WEIGHTS_NAME
-        if child.is_dir() and f.is_file():
+        if child.is_dir() and f.is_file() and _folder_kind(child) == kind:
             t = f.stat().st_mtime
             if best is None or t > best[0]:
                 best = (t, child)
     return None if best is None else best[1]
+
+
+def _folder_kind(folder: Path) -> str:
+    """What an export folder holds, from its generator.json (files from before colorizers: "image")."""
+    try:
+        info = json.loads((folder / DESCRIPTION_NAME).read_text())
+        arch = info.get("architecture")
+        return str(info.get("kind") or (all_architectures()[arch].kind if arch in all_architectures() else "image"))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return "image"
 
 
 # ---- reading --------------------------------------------------------------------------------

@@ -174,3 +174,11 @@ def test_newest_colorizer_run_is_the_default(sketches, weights, tmp_path, monkey
     assert "2 colored" in res.output
     info = json.loads((runs / "colorizer" / "generator.json").read_text())
     assert info["kind"] == "colorizer"
+    import os
+
+    from pipelines.models.weights import find_latest_run
+
+    newest = (runs / "newer-stylizer" / "generator.safetensors").stat().st_mtime + 10
+    os.utime(runs / "colorizer" / "generator.safetensors", (newest, newest))
+    assert find_latest_run(runs) == runs / "newer-stylizer"  # stylize's default skips the newer colorizer
+    assert find_latest_run(runs, "colorizer") == runs / "colorizer"

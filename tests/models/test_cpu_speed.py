@@ -82,7 +82,7 @@ def _pair(make):
 ])
 def test_accelerated_conv_matches_plain_forward_and_gradients(make):
     fast, plain = _pair(make)
-    assert accelerate(fast) == 1
+    assert accelerate(fast, force=True) == 1
     g = torch.Generator().manual_seed(5)
     x = torch.randn(2, fast.in_channels, 40, 36, generator=g)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -106,8 +106,8 @@ def test_accelerated_conv_matches_plain_forward_and_gradients(make):
 def test_accelerate_skips_what_it_cannot_do_and_small_maps():
     model = nn.Sequential(nn.Conv2d(4, 4, 3, stride=2), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, groups=4),
                           nn.Conv2d(4, 4, 3, padding=1))
-    assert accelerate(model) == 1  # only the dense stride-1 3x3
-    assert accelerate(model) == 0  # already patched: not wrapped twice
+    assert accelerate(model, force=True) == 1  # only the dense stride-1 3x3
+    assert accelerate(model, force=True) == 0  # already patched: not wrapped twice
     small = torch.randn(1, 4, 8, 8)  # below NNPACK_MIN_PIXELS: the plain path
     with torch.no_grad():
         assert torch.equal(model[3](small), F.conv2d(small, model[3].weight, model[3].bias, padding=1))
@@ -116,7 +116,7 @@ def test_accelerate_skips_what_it_cannot_do_and_small_maps():
 @needs_nnpack
 def test_autocast_takes_the_plain_path():
     conv = nn.Conv2d(8, 8, 3, padding=1)
-    accelerate(conv)
+    accelerate(conv, force=True)
     x = torch.randn(1, 8, 40, 40)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv(x).dtype == torch.bfloat16
@@ -126,3 +126,14 @@ def test_tune_allocator_is_idempotent():
     first = tune_allocator()
     assert isinstance(first, bool)
     assert tune_allocator() is first
+
+
+def test_nnpack_only_where_it_beats_pytorchs_own_kernels(monkeypatch):
+    import pipelines.models.cpu_speed as cs
+
+    monkeypatch.setattr(cs, "nnpack_usable", lambda: True)
+    for capability, expected in (("AVX512", 0), ("AVX2", 1), ("DEFAULT", 0)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert cs.nnpack_pays_off() is bool(expected)
+        assert cs.accelerate(nn.Conv2d(4, 4, 3, padding=1)) == expected
+    assert cs.accelerate(nn.Conv2d(4, 4, 3, padding=1), force=True) == 1  # tests and benchmarks
