@@ -453,6 +453,17 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
 
     def save(at_step: int) -> None:
+        if world > 1:
+            # DDP keeps the replicas equal only if every rank computes the same updates; a difference
+            # (unsynchronized buffers, a rank-dependent branch) would silently train N different models
+            # and checkpoint rank 0's. Checked at every checkpoint, collectively, before anything is written.
+            local = replica_fingerprints(raw)
+            gathered = [torch.empty_like(local) for _ in range(world)]
+            torch.distributed.all_gather(gathered, local)
+            differ = mismatched_replicas(list(raw), torch.stack(gathered).cpu())
+            if differ:
+                raise TrainingError(f"{run_dir}: the {world} processes' copies of {', '.join(differ)} differ at step "
+                                    f"{at_step}; the last good checkpoint is kept (a bug: please report it)")
         if is_main:
             save_checkpoint(run_dir, at_step, {
                 "format": CHECKPOINT_FORMAT,
@@ -463,6 +474,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                 "rng": capture_rng(),
                 "health": monitor.state(),
                 "world_size": world,
+                "replicas_checked": world > 1,  # every rank's networks were equal at this step
                 "config": config.model_dump(mode="json"),
                 "manifest_sha256": manifest_sha,
             }, keep=config.keep_checkpoints)
@@ -603,6 +615,23 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
 # =============================================================================================
 # Helpers of the loop
 # =============================================================================================
+
+
+def replica_fingerprints(nets: Mapping[str, nn.Module]) -> torch.Tensor:
+    """`[len(nets), 2]` float64: per network, the sum and the sum of absolute values of every parameter and
+    buffer. Equal replicas give equal rows bit for bit (same values, same order of summation)."""
+    rows = []
+    for net in nets.values():
+        tensors = [t.detach().double() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
+        ref = next(net.parameters())
+        rows.append(torch.stack([sum(t.sum() for t in tensors), sum(t.abs().sum() for t in tensors)])
+                    if tensors else torch.zeros(2, dtype=torch.float64, device=ref.device))
+    return torch.stack(rows)
+
+
+def mismatched_replicas(names: list[str], gathered: torch.Tensor) -> list[str]:
+    """The networks whose fingerprints (`gathered` `[world, len(names), 2]`) differ between any rank and rank 0."""
+    return [name for i, name in enumerate(names) if not bool((gathered[:, i] == gathered[0, i]).all())]
 
 
 def _phase_of(phases: list[Phase], epoch: int) -> Phase:

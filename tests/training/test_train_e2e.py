@@ -299,5 +299,25 @@ def test_two_process_ddp_run_stopped_and_resumed_equals_a_straight_one(tmp_path)
     res = cli("--out", str(tmp_path / "part"), "--resume", "--max-steps", "6", "-q")
     assert res.returncode == 0, res.stderr[-2000:]
     assert same_generator(tmp_path / "part", tmp_path / "straight")
+    # Both ranks held identical networks at every checkpoint (checked collectively before each was written).
+    for run in ("straight", "part"):
+        ckpts = list_checkpoints(tmp_path / run)
+        assert ckpts and all(load_checkpoint(path)["replicas_checked"] for _, path in ckpts)
     res = cli("--out", str(tmp_path / "part"), "--resume", "--max-steps", "8", "--nproc", "1")
     assert res.returncode == 4 and "resume it with --nproc 2" in " ".join(res.stderr.split())
+
+
+def test_replica_comparison_names_the_network_that_differs():
+    from torch import nn
+
+    from pipelines.training.loop import mismatched_replicas, replica_fingerprints
+
+    torch.manual_seed(0)
+    nets = {"generator": nn.Conv2d(3, 3, 3), "discriminator": nn.Linear(4, 2)}
+    a = replica_fingerprints(nets)
+    assert a.shape == (2, 2) and a.dtype == torch.float64
+    assert mismatched_replicas(list(nets), torch.stack([a, a.clone()])) == []
+    with torch.no_grad():
+        nets["discriminator"].weight[0, 0] += 1e-6  # one rank's copy drifts by a hair
+    b = replica_fingerprints(nets)
+    assert mismatched_replicas(list(nets), torch.stack([a, b])) == ["discriminator"]
