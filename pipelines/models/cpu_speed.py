@@ -287,8 +287,9 @@ def nnpack_pays_off() -> bool:
 
     NNPACK's kernels are AVX2 at best. Measured (docs/benchmarks.md): on a 2-core AMD EPYC (AVX2) the
     NNPACK path made the generators' steps about 2x faster; on a 2-core Intel Xeon with AVX-512, where
-    oneDNN's kernels use AVX-512, it made them slower (AnimeGANv2 forward 0.94x, White-box forward 0.75x,
-    Style2paints training step 0.84x). The rule is decided by the machine, not by timing, so a straight
+    oneDNN's kernels use AVX-512, it made them slower (`bench/bench_cpu_kernels.py`, training step and
+    forward at 256x256, batch 4: AnimeGANv2 0.94x and 0.90x, White-box 0.75x and 0.76x, Style2paints
+    0.67x and 0.60x). The rule is decided by the machine, not by timing, so a straight
     and a resumed run always take the same kernels (exact resume compares bits).
     """
     return nnpack_usable() and torch.backends.cpu.get_cpu_capability() == "AVX2"
