@@ -85,9 +85,9 @@ class RichReporter(Reporter):
             if t is not None and t.total is None:
                 self._progress.update(task, total=t.completed)
 
-    def _print(self, message: str, style: str) -> None:
+    def _print(self, message: str, style: str, soft_wrap: bool = False) -> None:
         console = self._progress.console if self._progress is not None else err_console
-        console.print(message, style=style, markup=False)
+        console.print(message, style=style, markup=False, soft_wrap=soft_wrap)
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -95,7 +95,8 @@ class RichReporter(Reporter):
 
     def warn(self, message: str) -> None:
         self.warnings += 1
-        self._print(f"warning: {message}", "yellow")
+        # One line however long, like errors: a file name is never broken across lines (copy, grep).
+        self._print(f"warning: {message}", "yellow", soft_wrap=True)
 
 
 def _fmt(v: Any) -> str:
