@@ -151,17 +151,12 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
     jobs, listing_failures = plan_jobs(inputs, options, reporter, accept=is_image_path)  # type: ignore[arg-type]
     summary = ColorizeSummary(failed=listing_failures)
 
-    # Where each sketch was found (for pairing by relative path), and what is already done.
-    roots = {}
-    for arg in inputs:
-        for src, root in iter_files([arg], is_image_path) if Path(arg).exists() else ():
-            roots[src] = root
     weights = resolve_weights(options.weights, options.runs_dir, kind="colorizer")
     weights_mtime = weights_fingerprint(weights)
     paired: dict[Path, Path] = {}  # sketch -> its reference
     for j in jobs:
         try:
-            paired[j.src] = refs.for_sketch(j.src, roots.get(j.src, j.src))
+            paired[j.src] = refs.for_sketch(j.src, j.root or j.src)
         except InputError as exc:
             reporter.warn(str(exc))
             summary.failed += 1

@@ -100,6 +100,7 @@ class _Job:
     src: Path
     dst: Path
     video: bool
+    root: Path | None = None  # the argument it was found under (the file itself for a file argument)
 
 
 # ---- the network, ready for inference ---------------------------------------------------------
@@ -267,7 +268,7 @@ def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: R
             reporter.warn(f"{arg}: folder has no {'images or videos' if accept is _accept else 'images'}")
         for src, root in found:
             dst, video = _out_path(src, root, Path(options.out_dir), options.format)
-            jobs.append(_Job(src, dst, video))
+            jobs.append(_Job(src, dst, video, root))
     sources = {j.src.resolve(): j.src for j in jobs}
     for j in jobs:
         d = j.dst.resolve()
