@@ -10,7 +10,7 @@ import typer
 
 from .console import RichReporter, out_console, run
 from .options import MAX_PIXELS_HELP, Device, apply_max_pixels
-from .stylize_commands import Fmt
+from .stylize_commands import Fmt, Precision
 
 
 class Invert(str, Enum):
@@ -30,6 +30,7 @@ def colorize_cmd(
     fmt: Optional[Fmt] = typer.Option(None, "--format", help="Output format. Default: each sketch's own.", show_default=False),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Sketches of equal size and reference per forward pass."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="The colorizer's precision: auto = fp16 on CUDA (a batch that overflows is redone in fp32), fp32 on CPU."),
     vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the references' style vectors: imagenet, random or a PATH. [default: the one the model was trained with]", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that are already up to date."),
     max_pixels: Optional[float] = typer.Option(None, "--max-pixels", min=0.000001, help=MAX_PIXELS_HELP, show_default=False),
@@ -46,7 +47,8 @@ def colorize_cmd(
     apply_max_pixels(max_pixels)
     opts = ColorizeOptions(
         reference=reference, weights=weights, out_dir=out, format=fmt.value if fmt else None, keep_lines=keep_lines,
-        invert=invert.value, max_side=max_side, batch_size=batch_size, device=device.value, vgg_weights=vgg_weights,
+        invert=invert.value, max_side=max_side, batch_size=batch_size, device=device.value, precision=precision.value,
+        vgg_weights=vgg_weights,
         overwrite=overwrite,
     )
     with RichReporter(quiet=quiet) as reporter:

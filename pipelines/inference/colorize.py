@@ -29,7 +29,7 @@ from ..errors import InputError, PartialFailure
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
-from .stylize import FORMATS, _Job, plan_jobs, resolve_device, resolve_weights, select_jobs
+from .stylize import FORMATS, _Job, plan_jobs, resolve_device, resolve_precision, resolve_weights, select_jobs
 
 INVERT_CHOICES = ("auto", "on", "off")
 DEFAULT_MAX_SIDE = 1024
@@ -46,6 +46,7 @@ class ColorizeOptions:
     max_side: int = DEFAULT_MAX_SIDE
     batch_size: int = 4
     device: str = "auto"
+    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16: the generator's autocast
     vgg_weights: str | None = None  # None: what the weights file records (imagenet, random or a path)
     overwrite: bool = False
     runs_dir: Path = Path("runs")
@@ -169,6 +170,7 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
         return _finish(summary)
 
     device = resolve_device(options.device)
+    dtype = resolve_precision(options.precision, device)
     loaded = load_colorizer(weights, device=device)
     vgg = load_style_network(loaded.info, loaded.source, options.vgg_weights, reporter.info).to(device)
     summary.weights, summary.device = loaded.source, str(device)
@@ -180,8 +182,8 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
         if accelerate(loaded.model) + accelerate(vgg) == 0:
             channels_last = True
             loaded.model.to(memory_format=torch.channels_last)
-    reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}")
-    _colorize_all(todo, loaded.model, vgg, device, options, reporter, summary, channels_last)
+    reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}, precision {str(dtype).replace('torch.', '')}")
+    _colorize_all(todo, loaded.model, vgg, device, options, reporter, summary, channels_last, dtype)
     summary.seconds = time.perf_counter() - t0
     return _finish(summary)
 
@@ -222,8 +224,24 @@ def finish_colour(colour: np.ndarray, lines: np.ndarray, keep_lines: bool) -> np
 
 @torch.no_grad()
 def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: torch.nn.Module, device: torch.device,
-                  options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary, channels_last: bool = False) -> None:
-    styles: dict[Path, torch.Tensor] = {}  # reference -> [1, 4096], computed once
+                  options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary, channels_last: bool = False,
+                  dtype: torch.dtype = torch.float32) -> None:
+    styles: dict[Path, torch.Tensor] = {}  # reference -> [1, 4096], computed once, in fp32
+    fell_back = False
+
+    def network(x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        # [B, 1, h, w], [B, 4096] -> [B, 3, h, w] in [-1, 1]. Half precision where asked; a batch whose
+        # output overflowed (no normalization layers bound the activations) is redone in fp32, said once.
+        nonlocal fell_back
+        if dtype != torch.float32:
+            with torch.autocast(device.type, dtype=dtype):
+                y = model(x, style).float()
+            if bool(torch.isfinite(y).all()):
+                return y
+            if not fell_back:
+                reporter.warn(f"{str(dtype).replace('torch.', '')} overflowed in the colorizer; those sketches are redone in fp32")
+                fell_back = True
+        return model(x, style).float()
 
     def style_of(ref: Path) -> torch.Tensor:
         if ref not in styles:
@@ -249,7 +267,7 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
         x = torch.from_numpy(np.stack([_to_input(lines, (h, w)) for _, lines in group])).to(device)  # [B, 1, h, w] in [-1, 1]
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = model(x, style.expand(len(group), -1))  # [B, 3, h, w] in [-1, 1]
+        y = network(x, style.expand(len(group), -1))  # [B, 3, h, w] in [-1, 1]
         colours = ((y.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for (job, lines), colour in zip(group, colours):
             try:

@@ -182,3 +182,33 @@ def test_newest_colorizer_run_is_the_default(sketches, weights, tmp_path, monkey
     os.utime(runs / "colorizer" / "generator.safetensors", (newest, newest))
     assert find_latest_run(runs) == runs / "newer-stylizer"  # stylize's default skips the newer colorizer
     assert find_latest_run(runs, "colorizer") == runs / "colorizer"
+
+
+def test_half_precision_is_close_to_fp32_and_fp16_needs_cuda(sketches, weights, tmp_path):
+    ref = str(tmp_path / "ref.jpg")
+    _cli("colorize", str(sketches), "-r", ref, "-w", str(weights), "-o", str(tmp_path / "fp32"), "-q")
+    _cli("colorize", str(sketches), "-r", ref, "-w", str(weights), "-o", str(tmp_path / "bf16"), "-q", "--precision", "bf16")
+    a, b = (read_image(tmp_path / d / "cat.png").astype(int) for d in ("fp32", "bf16"))
+    assert a.shape == b.shape and np.abs(a - b).mean() < 4  # bf16 keeps 8 bits of mantissa
+    if not torch.cuda.is_available():
+        res = _cli("colorize", str(sketches), "-r", ref, "-w", str(weights), "--precision", "fp16", code=2)
+        assert "--precision fp16 needs a CUDA device" in res.output
+
+
+def test_an_overflowing_batch_is_redone_in_fp32(sketches, weights, tmp_path, monkeypatch):
+    from pipelines.models import style2paints
+
+    real = style2paints.ColorizerModel.forward
+
+    def overflow_under_autocast(self, sketch, style):
+        out = real(self, sketch, style)
+        return out * float("inf") if torch.is_autocast_enabled("cpu") else out
+
+    monkeypatch.setattr(style2paints.ColorizerModel, "forward", overflow_under_autocast)
+    opts = ColorizeOptions(reference=tmp_path / "ref.jpg", weights=weights, out_dir=tmp_path / "o", precision="bf16")
+    from pipelines.progress import RecordingReporter
+
+    rep = RecordingReporter()
+    summary = colorize([sketches], opts, rep)
+    assert summary.done == 2 and sum("overflowed" in w for w in rep.warnings) == 1
+    assert read_image(tmp_path / "o" / "cat.png").std() > 0  # fp32 colours, not NaN turned black
