@@ -20,6 +20,7 @@ def add_images(
     paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     set_name: str = typer.Option(..., "--set", help="Set to add to: style, photo, or another lower-case name (cartoon, sketch)."),
     dataset: Path = typer.Option(DEFAULT_DATASET, "--dataset", help=DATASET_HELP),
+    size: Optional[int] = typer.Option(None, "--size", min=32, max=8192, help="Scale images whose short side is longer down to this many pixels (e.g. 512 for phone photos: training crops --image-size squares at the stored scale). Default: keep every size.", show_default=False),
     max_pixels: Optional[float] = typer.Option(None, "--max-pixels", min=0.000001, help=MAX_PIXELS_HELP, show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -32,7 +33,7 @@ def add_images(
 
     apply_max_pixels(max_pixels)
     with RichReporter(quiet=quiet) as reporter:
-        run(lambda: add(paths, set_name, dataset, reporter))
+        run(lambda: add(paths, set_name, dataset, reporter, size=size))
 
 
 def extract_frames(

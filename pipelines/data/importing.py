@@ -6,6 +6,10 @@ alpha, 16-bit, EXIF-rotated, WebP/BMP/TIFF) is decoded to upright 8-bit RGB (`fi
 and re-encoded: JPEG sources as JPEG (quality `fileio.JPEG_QUALITY`, one generation at 95 is
 invisible at training scale and keeps files small), everything else as lossless PNG.
 
+`--size N` scales images whose short side is longer than N down to N (INTER_AREA) before storing them:
+training takes `--image-size` crops at the stored scale, so a 12-megapixel photo would otherwise give
+crops covering a few percent of it, and every sample would decode the whole file.
+
 Duplicates: the key is the SHA-256 of the bytes that would be stored, compared with the `sha256` of
 the set's records (the manifest already keeps it, so no second index is needed). Re-importing the
 same files, the common case (running the command twice over a folder), is caught exactly, and
@@ -27,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import InputError, PartialFailure
 from ..fileio import (claim_write, decode_image, encode_image, is_image_path, iter_files,
                       remove_stale_temporaries, sha256_bytes)
+from .derived import resize_short_side
 from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
 from ..progress import Reporter, plural
 
@@ -68,10 +73,11 @@ def check_set_name(set_name: str) -> str:
     return set_name
 
 
-def plan_storage(data: bytes, name: str | Path) -> tuple[bytes, str, int, int, bool]:
+def plan_storage(data: bytes, name: str | Path, size: int | None = None) -> tuple[bytes, str, int, int, bool]:
     """Decide how a file is stored: `(stored bytes, suffix, width, height, copied_as_is)`.
 
-    Raises `InputError` naming `name` when the file is not a readable image.
+    `size`: scale down (never up) so the short side is at most this many pixels; a file that is scaled is
+    converted. Raises `InputError` naming `name` when the file is not a readable image.
     """
     fmt = mode = None
     oriented = transparent = wide = False
@@ -87,8 +93,11 @@ def plan_storage(data: bytes, name: str | Path) -> tuple[bytes, str, int, int, b
         pass  # leave it to decode_image, which tries OpenCV too and raises InputError
     # Decoding fully also validates plain files (a truncated JPEG is caught here, not in training).
     rgb = decode_image(data, name)  # [H, W, 3] uint8 RGB, upright
+    scaled = size is not None and min(rgb.shape[:2]) > size
+    if scaled:
+        rgb = resize_short_side(rgb, size)  # INTER_AREA: downscaling only
     h, w = rgb.shape[:2]
-    plain = fmt in ("JPEG", "PNG") and mode == "RGB" and not (oriented or transparent or wide)
+    plain = fmt in ("JPEG", "PNG") and mode == "RGB" and not (oriented or transparent or wide or scaled)
     if plain:
         return data, ".jpg" if fmt == "JPEG" else ".png", w, h, True
     suffix = ".jpg" if fmt == "JPEG" else ".png"
@@ -107,8 +116,10 @@ def add_images(
     set_name: str,
     dataset_root: str | Path,
     reporter: Reporter | None = None,
+    size: int | None = None,
 ) -> ImportSummary:
-    """Import image files and folders (recursively) into `dataset_root/<set_name>/`.
+    """Import image files and folders (recursively) into `dataset_root/<set_name>/`; with `size`, images
+    whose short side is longer are scaled down to it (multi-megapixel photos at a training scale).
 
     Unreadable files are reported one line each with `reporter.warn` and the rest imported; at the
     end `PartialFailure` is raised if any failed (after everything good was committed).
@@ -148,7 +159,7 @@ def add_images(
                     data = src.read_bytes()
                 except OSError as exc:
                     raise InputError(src, f"cannot read ({exc.strerror or exc})") from None
-                stored, suffix, w, h, as_is = plan_storage(data, src)
+                stored, suffix, w, h, as_is = plan_storage(data, src, size)
                 digest = sha256_bytes(stored)
                 if digest in known_hashes:
                     summary.duplicates += 1

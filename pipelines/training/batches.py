@@ -132,6 +132,29 @@ def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: i
     return out, held
 
 
+# A set whose typical image is this many times the crop side gets a hint to store it at a training scale.
+OVERSIZE_FACTOR = 4
+
+
+def scale_hints(dataset_root: str | Path, sets: Sequence[str], crop: int) -> list[str]:
+    """One line per set whose median short side is over OVERSIZE_FACTOR x `crop`: its crops then cover a few
+    percent of each image (another scale than the paper's 256 px frames) and each sample decodes a large file."""
+    ds = Dataset.open(dataset_root)
+    out = []
+    for name in sets:
+        sides = sorted(min(r.width, r.height) for r in ds.manifest.records(name))
+        if not sides:
+            continue
+        median = sides[len(sides) // 2]
+        if median > OVERSIZE_FACTOR * crop:
+            share = (crop / median) ** 2 * 100
+            out.append(f"{ds.root}: the '{name}' images are {median} px on the short side (median); {crop} px crops cover "
+                       f"about {share:.1g}% of each and every sample decodes the whole file; for a training scale nearer "
+                       f"the paper's, import them again with `animegan add-images ... --set {name} --size {2 * crop}` "
+                       f"into a new dataset")
+    return out
+
+
 def _rel_stem(path: str) -> str:
     """`illustration/a/b.jpg` -> `a/b`: a record's place inside its set, without the suffix."""
     p = PurePosixPath(path)

@@ -67,6 +67,7 @@ from .batches import (
     load_groups,
     load_preview,
     make_loader,
+    scale_hints,
     steps_per_epoch,
     to_model_range,
 )
@@ -286,6 +287,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     total_epochs = sum(p.epochs for p in phases)
     ranges = phase_ranges([(p.name, p.epochs) for p in phases], spe, total_steps)
     counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
+    for line in scale_hints(config.dataset, [g.group.main for g in groups], config.image_size) if is_main else ():
+        reporter.warn(line)
     for g in groups:
         for twin, n in g.missing_twins.items():
             reporter.warn(f"{config.dataset}: {n} '{g.group.main}' images have no '{twin}' twin and are left out; "

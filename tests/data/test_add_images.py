@@ -126,3 +126,34 @@ def test_cli_add_images(inputs: dict[str, Path], tmp_path: Path):
     assert len(Dataset(ds).manifest.records("photo")) == 3
     res = runner.invoke(app, ["add-images", str(inputs["png"]), "--set", "Bad!", "--dataset", str(ds)])
     assert res.exit_code == 2
+
+
+def test_size_scales_large_images_down_and_keeps_small_ones(tmp_path):
+    from pipelines.data.importing import add_images
+    from pipelines.data.manifest import Dataset
+    from pipelines.fileio import encode_image, read_image
+
+    big = skimage_photo("astronaut", 400)  # 400x400
+    small = skimage_photo("coffee", 64)  # 64x96
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "big.jpg").write_bytes(encode_image(big, ".jpg"))
+    (tmp_path / "in" / "small.png").write_bytes(encode_image(small, ".png"))
+    summary = add_images([tmp_path / "in"], "photo", tmp_path / "ds", size=128)
+    assert summary.imported == 2 and summary.converted == 1 and summary.copied == 1  # small is stored as is
+    recs = {r.path: r for r in Dataset.open(tmp_path / "ds").manifest.records("photo")}
+    assert (recs["photo/big.jpg"].width, recs["photo/big.jpg"].height) == (128, 128)
+    assert read_image(tmp_path / "ds" / "photo" / "big.jpg").shape == (128, 128, 3)
+    assert (recs["photo/small.png"].width, recs["photo/small.png"].height) == (96, 64)  # never upscaled
+    again = add_images([tmp_path / "in"], "photo", tmp_path / "ds", size=128)
+    assert again.duplicates == 2 and again.imported == 0  # the same size gives the same bytes
+
+
+def test_training_says_when_images_are_far_larger_than_the_crops(tmp_path):
+    from pipelines.training.batches import scale_hints
+
+    from conftest import build_tiny_dataset
+
+    ds = build_tiny_dataset(tmp_path / "ds", size=300)
+    (line,) = scale_hints(ds.root, ["photo"], 64)
+    assert "'photo' images are 300 px on the short side" in line and "--size 128" in line
+    assert scale_hints(ds.root, ["photo", "style"], 256) == []
