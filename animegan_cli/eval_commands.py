@@ -64,7 +64,7 @@ def runs_cmd(
         g = r.losses.get("total_g", r.losses.get("total_g_init"))
         d = r.losses.get("total_d")
         table.add_row(
-            Path(r.path).name, r.model, r.style if r.model != "whitebox" else "-",
+            Path(r.path).name, r.model, r.style if r.model in ("animegan", "animeganv2") else "-",
             f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step),
             _num(g), _num(d), _num(r.eval.get("edge_corr"), ".3f"), _num(r.eval.get("psnr"), ".1f"),
             r.state + (f" ({', '.join(r.warnings)})" if r.warnings else ""),

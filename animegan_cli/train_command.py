@@ -80,7 +80,7 @@ def train(
     dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with photo, style and smooth sets. [default: dataset]", show_default=False),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with options (keys as below, '-' or '_'; loss weights in a [weights] table); options given here override it."),
     model: Optional[Model] = typer.Option(None, "--model", help="AnimeGAN v1 or v2, White-box Cartoonization (docs/whitebox.md) or the Style2paints V1 colorizer (docs/colorize.md). [default: animeganv2]", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config, metrics, samples, checkpoints, generator). [default: runs/<timestamp>-<model>-<style>]", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config, metrics, samples, checkpoints, generator). [default: runs/<timestamp>-<model>[-<style>] (the style for AnimeGAN)]", show_default=False),
     style: Optional[Style] = typer.Option(None, "--style", help="AnimeGANv2 loss-weight preset (v1 always uses the paper's weights). [default: hayao]", show_default=False),
     preset: Optional[Preset] = typer.Option(None, "--preset", help="White-box loss weights: the released code's or the paper's. [default: released]", show_default=False),
     cartoon_set: Optional[str] = typer.Option(None, "--cartoon-set", help="White-box: the dataset set holding the cartoon images. [default: style]", show_default=False),

@@ -26,7 +26,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     dataset: str = Field("dataset", description="dataset folder (holds manifest.json)")
-    out: str | None = Field(None, description="run folder; default runs/<timestamp>-<model>-<style>")
+    out: str | None = Field(None, description="run folder; default runs/<timestamp>-<model>[-<style>] (AnimeGAN: its --style)")
     model: str = Field("animeganv2", description="model family: animegan (v1), animeganv2, whitebox or style2paints")
     style: Literal["hayao", "shinkai", "paprika"] = Field("hayao", description="AnimeGANv2 loss-weight preset")
     gan_loss: Literal["lsgan", "hinge"] = "lsgan"

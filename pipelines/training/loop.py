@@ -136,7 +136,9 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
         weights[name] = float(value)
     fill["weights"] = weights
     if cfg.out is None:
-        fill["out"] = str(Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{cfg.model}-{cfg.style}")
+        # --style names AnimeGAN's loss-weight preset; the other families have no style to name.
+        suffix = f"-{cfg.style}" if cfg.model in ("animegan", "animeganv2") else ""
+        fill["out"] = str(Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{cfg.model}{suffix}")
     return cfg.model_copy(update=fill)
 
 
