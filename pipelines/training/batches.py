@@ -136,10 +136,9 @@ def load_groups(dataset_root: str | Path, groups: Sequence[SetGroup], holdout: i
 OVERSIZE_FACTOR = 4
 
 
-def scale_hints(dataset_root: str | Path, sets: Sequence[str], crop: int) -> list[str]:
+def scale_hints(ds: Dataset, sets: Sequence[str], crop: int) -> list[str]:
     """One line per set whose median short side is over OVERSIZE_FACTOR x `crop`: its crops then cover a few
     percent of each image (another scale than the paper's 256 px frames) and each sample decodes a large file."""
-    ds = Dataset.open(dataset_root)
     out = []
     for name in sets:
         sides = sorted(min(r.width, r.height) for r in ds.manifest.records(name))

@@ -289,7 +289,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     total_epochs = sum(p.epochs for p in phases)
     ranges = phase_ranges([(p.name, p.epochs) for p in phases], spe, total_steps)
     counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
-    for line in scale_hints(config.dataset, [g.group.main for g in groups], config.image_size) if is_main else ():
+    dataset = Dataset.open(config.dataset)
+    for line in scale_hints(dataset, [g.group.main for g in groups], config.image_size) if is_main else ():
         reporter.warn(line)
     for g in groups:
         for twin, n in g.missing_twins.items():
@@ -297,7 +298,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                           f"run {MAKE_SET_HINT.get(twin, '`animegan make-smooth`')} to include them")
     preview_group = next((g for g in groups if g.group.main == recipe.preview_set), groups[0])
     preview_paths = held or preview_group.files[preview_group.group.main][:SAMPLE_PHOTOS]
-    manifest_sha = Dataset.open(config.dataset).manifest_sha256()
+    manifest_sha = dataset.manifest_sha256()
     result = TrainResult(config, Path(config.out), counts, len(held), spe, total_steps,
                          announce=is_main and not os.environ.get(_LAUNCHER_ENV), phases=ranges)
 
@@ -491,7 +492,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             from ..models.weights import save_generator
 
             save_generator(raw[recipe.generator_key], arch, arch_kwargs, run_dir, meta={
-                "model": config.model, "style": config.style, "step": step, "epochs": round(epochs_done, 3),
+                "model": config.model, "style": config.style if config.model in ("animegan", "animeganv2") else None,
+                "step": step, "epochs": round(epochs_done, 3),
                 "image_size": config.image_size, "run": str(run_dir), "dataset_manifest_sha256": manifest_sha,
                 **recipe.export_meta(),
             })
@@ -625,12 +627,12 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
 def replica_fingerprints(nets: Mapping[str, nn.Module]) -> torch.Tensor:
     """`[len(nets), 2]` float64: per network, the sum and the sum of absolute values of every parameter and
     buffer. Equal replicas give equal rows bit for bit (same values, same order of summation)."""
+    device = next((p.device for net in nets.values() for p in net.parameters()), torch.device("cpu"))
     rows = []
     for net in nets.values():
         tensors = [t.detach().double() for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
-        ref = next(net.parameters())
         rows.append(torch.stack([sum(t.sum() for t in tensors), sum(t.abs().sum() for t in tensors)])
-                    if tensors else torch.zeros(2, dtype=torch.float64, device=ref.device))
+                    if tensors else torch.zeros(2, dtype=torch.float64, device=device))
     return torch.stack(rows)
 
 

@@ -154,6 +154,6 @@ def test_training_says_when_images_are_far_larger_than_the_crops(tmp_path):
     from conftest import build_tiny_dataset
 
     ds = build_tiny_dataset(tmp_path / "ds", size=300)
-    (line,) = scale_hints(ds.root, ["photo"], 64)
+    (line,) = scale_hints(ds, ["photo"], 64)
     assert "'photo' images are 300 px on the short side" in line and "--size 128" in line
-    assert scale_hints(ds.root, ["photo", "style"], 256) == []
+    assert scale_hints(ds, ["photo", "style"], 256) == []
