@@ -129,3 +129,39 @@ def test_tps_identity_and_warp():
     assert jittered.shape == img.shape and not np.array_equal(jittered, img)
     # same layout: the edges stay where they were
     assert np.corrcoef(xdog(jittered).ravel() < 128, xdog(img).ravel() < 128)[0, 1] > 0.4
+
+
+def test_the_recipe_trains_d_towards_fc1_targets_and_g_towards_the_references(tmp_path):
+    """D: real illustrations -> norm(V(illustration)), generated -> 0; G's adversarial term -> norm(V(reference))."""
+    import torch.nn.functional as F
+
+    from pipelines.training.config import TrainConfig
+    from pipelines.training.loop import resolve_config
+    from pipelines.training.recipes.base import Update
+    from pipelines.training.recipes.style2paints import Style2PaintsRecipe
+
+    from conftest import build_illustration_dataset
+
+    ds = build_illustration_dataset(tmp_path / "ds", size=64)
+    config = resolve_config(overrides={"dataset": str(ds.root), "model": "style2paints", "out": str(tmp_path / "run"),
+                                       "reference": "augmented", "vgg_weights": "random"})
+    assert isinstance(config, TrainConfig)
+    recipe = Style2PaintsRecipe(config)
+    torch.manual_seed(0)
+    nets = {**recipe.build_networks(), **recipe.build_frozen(torch.device("cpu"), lambda m: None)}
+    batch = {"illustration": torch.rand(2, 3, 64, 64) * 2 - 1, "reference": torch.rand(2, 3, 64, 64) * 2 - 1,
+             "sketch": torch.rand(2, 1, 64, 64) * 2 - 1}
+    ctx: dict = {}
+    with torch.no_grad():
+        d_terms = recipe.losses("gan", Update("d"), nets, batch, ctx)
+        g_terms = recipe.losses("gan", Update("g"), nets, batch, ctx)
+        v_real, v_ref = nets["vgg_fc1"](batch["illustration"]), nets["vgg_fc1"](batch["reference"])
+        fake = nets["generator"](batch["sketch"], v_ref)
+        d = nets["discriminator"]
+        want_real = F.binary_cross_entropy_with_logits(d(batch["illustration"]), style_target(v_real))
+        want_fake = F.binary_cross_entropy_with_logits(d(fake), torch.zeros(2, 4096))
+        want_g = 0.01 * F.binary_cross_entropy_with_logits(d(fake), style_target(v_ref))
+    assert torch.allclose(d_terms["d_real"], want_real, rtol=1e-4) and torch.allclose(d_terms["d_fake"], want_fake, rtol=1e-4)
+    assert torch.allclose(g_terms["g_adv"], want_g, rtol=1e-4)
+    assert not torch.allclose(style_target(v_real), style_target(v_ref))  # the two targets really differ here
+    assert set(g_terms) == {"l1", "guide1", "guide2", "g_adv"}

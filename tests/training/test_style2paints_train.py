@@ -142,3 +142,17 @@ def test_missing_illustrations_name_the_command(tmp_path):
     res = _cli("train", str(ds.root), "--model", "style2paints", "--illustration-set", "style", "--dry-run")
     summary = json.loads(res.output)
     assert summary["data"]["style"] == 6 and summary["config"]["reference"] == "original"
+
+
+def test_imported_sketches_pair_with_their_illustrations_by_name(tmp_path):
+    from pipelines.data.importing import add_images
+    from pipelines.data.sketches import xdog
+
+    ds = build_illustration_dataset(tmp_path / "ds", names=("astronaut", "coffee"))
+    own = tmp_path / "my-sketches"
+    for name in ("coffee", "astronaut", "unrelated"):
+        write_image(own / f"{name}.jpg", np.repeat(xdog(skimage_photo(name if name != "unrelated" else "rocket", 72))[:, :, None], 3, 2))
+    add_images([own], "sketch", ds.root)
+    groups, _ = load_groups(ds.root, (SetGroup("illustration", ("sketch",)),))
+    pairs = {a.stem: b.name for a, b in zip(groups[0].files["illustration"], groups[0].files["sketch"])}
+    assert pairs == {"astronaut": "astronaut.jpg", "coffee": "coffee.jpg"}
