@@ -316,10 +316,8 @@ def _worker_init(worker_id: int) -> None:
     # clean stop after the current step (which still needs the workers), so workers ignore it. They
     # still end with the training process (PyTorch's workers watch their parent).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # One OpenCV thread per worker: the workers are the parallelism (PyTorch likewise gives each worker
-    # one torch thread); OpenCV's own pool in every worker would put workers x cores threads on the cores
-    # the training process needs (decode, resize, XDoG, TPS remap all run through it).
-    cv2.setNumThreads(1)
+    # (OpenCV's thread count is left alone here: `cv2.setNumThreads` in a worker forked from a process whose
+    # OpenCV pool already ran hangs the worker; measured on this project's machines.)
 
 
 def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -428,6 +428,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     # Loss values not yet read by the host: (step, phase, epoch, optimizer, term names, values on the device).
     window: list[tuple[int, str, int, str, tuple[str, ...], torch.Tensor]] = []
     last_g_total: float | None = None
+    latest_terms: dict[str, float] = {}  # every weighted term of the newest step `check` read
 
     def check() -> None:
         """Read the pending loss values in one transfer (averaged over ranks), stop on the first
@@ -441,9 +442,13 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             flat /= world
         host = flat.cpu().tolist()
         i = 0
+        newest = window[-1][0]
+        latest_terms.clear()
         for at_step, phase_name, at_epoch, opt_name, names, _ in window:
             vals = host[i:i + len(names)]
             i += len(names)
+            if at_step == newest:
+                latest_terms.update(zip(names, vals))
             for k, v in zip(names, vals):
                 if not math.isfinite(v):
                     raise TrainingError(
@@ -527,6 +532,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         if step >= total_steps:
             break
         phase = _phase_of(phases, epoch)
+        balance_due = phase.name != current_phase  # this step opens its phase: its terms are reported
         if phase.name != current_phase:
             if current_phase is not None:
                 reporter.info(f"step {step}: {current_phase} phase done; {phase.name} phase starts")
@@ -565,8 +571,14 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         # last periodic checkpoint.
         abort = world == 1 and reporter.should_abort()
         save_now = epoch_done or finished or abort or step % config.checkpoint_every == 0
-        if log_now or save_now or eval_due or sample_now:
+        if log_now or save_now or eval_due or sample_now or balance_due:
             check()
+        if balance_due:
+            # The balance of the weighted terms at the first step of each phase, in the log and the console:
+            # whether one term swamps the others (e.g. a perceptual loss at another VGG's scale) shows here.
+            reporter.info(f"step {step}: {phase.name} phase, weighted loss terms: "
+                          + ", ".join(f"{k} {v:.3g}" for k, v in latest_terms.items()))
+            write_row({"step": step, "phase": phase.name, "balance": dict(latest_terms)})
         # Short enough for an 80-column terminal: the phase, the epoch and the generator's last checked loss.
         reporter.advance("train", 1, phase=phase.name, epoch=f"{epoch + 1}/{shown_epochs}",
                          **({"loss": last_g_total} if last_g_total is not None else {}))

@@ -102,6 +102,12 @@ def test_run_folder_contents(straight):
     assert rows[0]["phase"] == "init" and rows[-1]["phase"] == "gan"
     assert {"loss/g_adv", "loss/content", "loss/style", "loss/color", "loss/tv", "loss/d_real",
             "loss/d_smooth", "lr/g", "lr/d", "step_time_s", "images_per_s"} <= set(rows[-1])
+    # The first step of each phase reports every weighted term (the balance between them, #11 item 9).
+    balance = [r for r in all_rows if "balance" in r]
+    assert [(r["step"], r["phase"]) for r in balance] == [(1, "init"), (4, "gan")]
+    assert set(balance[0]["balance"]) == {"content"}
+    assert {"g_adv", "content", "style", "color", "tv", "d_real", "d_fake", "d_gray", "d_smooth"} == set(balance[1]["balance"])
+    assert all(v >= 0 for v in balance[1]["balance"].values())
 
     for name in ("epoch-0001.png", "epoch-0002.png", "final.png"):
         assert read_image(run / "samples" / name).shape == (2 * 64, 4 * 64, 3)  # photos over their stylized versions
