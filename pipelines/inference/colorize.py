@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -29,7 +29,7 @@ from ..errors import InputError, PartialFailure
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
-from .stylize import FORMATS, _Job, plan_jobs, resolve_device, resolve_precision, resolve_weights, select_jobs
+from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_device, resolve_precision, resolve_weights, select_jobs
 
 INVERT_CHOICES = ("auto", "on", "off")
 DEFAULT_MAX_SIDE = 1024
@@ -53,15 +53,8 @@ class ColorizeOptions:
     fast_cpu: bool = True  # NNPACK convolutions and the allocator setting on CPU, as stylize
 
 
-@dataclass
-class ColorizeSummary:
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    outputs: list[Path] = field(default_factory=list)
-    weights: Path | None = None
-    device: str = "cpu"
-    seconds: float = 0.0
+# What a colorize run did: the same counts as stylize's (done, skipped, failed, outputs, weights, device, seconds).
+ColorizeSummary = StylizeSummary
 
 
 # ---- sketches and references --------------------------------------------------------------------
@@ -143,8 +136,7 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
 
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
-    if options.format is not None and options.format not in FORMATS:
-        raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+    check_format(options.format)
     if options.invert not in INVERT_CHOICES:
         raise InputError(None, f"--invert must be one of {', '.join(INVERT_CHOICES)}, not {options.invert!r}")
     refs = References(options.reference)

@@ -293,6 +293,12 @@ def _fresh(job: _Job, weights_mtime: float) -> bool:
         return False
 
 
+def check_format(fmt: str | None) -> None:
+    """`--format`: None (each input's own) or one of FORMATS."""
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
 def resolve_weights(weights: Path | None, runs_dir: Path, kind: str = "image") -> Path:
     """`--weights`, or the newest run of `kind` under `runs_dir`; `InputError` when there is none."""
     if weights is not None:
@@ -337,8 +343,7 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
 
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
-    if options.format is not None and options.format not in FORMATS:
-        raise InputError(None, f"--format must be one of {', '.join(FORMATS)}, not {options.format!r}")
+    check_format(options.format)
     options = replace(options, start=parse_time(options.start, "--start") or 0.0, end=parse_time(options.end, "--end"))
     if options.end is not None and options.end <= options.start:
         raise InputError(None, f"--end ({options.end:g} s) must be after --start ({options.start:g} s)")
