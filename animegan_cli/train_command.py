@@ -7,9 +7,10 @@ import shlex
 import signal
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 import typer
+from pipelines.training.config import TrainConfig
 
 from .console import RichReporter, graceful_stop, out_console, run
 from .options import Device
@@ -22,53 +23,21 @@ class Model(str, Enum):
     style2paints = "style2paints"
 
 
-class Style(str, Enum):
-    hayao = "hayao"
-    shinkai = "shinkai"
-    paprika = "paprika"
+def _choices(name: str, field: str) -> type[Enum]:
+    """The values `TrainConfig.<field>` (a Literal) accepts, as the str Enum Typer shows and checks: the
+    command line's choices and the config file's are then one list."""
+    return Enum(name, {v: v for v in get_args(TrainConfig.model_fields[field].annotation)}, type=str)
 
 
-class Preset(str, Enum):
-    released = "released"
-    paper = "paper"
-
-
-class Superpixels(str, Enum):
-    slic = "slic"
-    felzenszwalb = "felzenszwalb"
-
-
-class Reference(str, Enum):
-    original = "original"
-    augmented = "augmented"
-
-
-class TargetNorm(str, Enum):
-    max = "max"
-    l2 = "l2"
-
-
-class GanLoss(str, Enum):
-    lsgan = "lsgan"
-    hinge = "hinge"
-
-
-class Amp(str, Enum):
-    auto = "auto"
-    bf16 = "bf16"
-    fp16 = "fp16"
-    off = "off"
-
-
-class MemoryFormat(str, Enum):
-    auto = "auto"
-    channels_last = "channels_last"
-    contiguous = "contiguous"
-
-
-class CpuKernels(str, Enum):
-    fast = "fast"
-    plain = "plain"
+Style = _choices("Style", "style")
+Preset = _choices("Preset", "preset")
+Superpixels = _choices("Superpixels", "superpixels")
+Reference = _choices("Reference", "reference")
+TargetNorm = _choices("TargetNorm", "target_norm")
+GanLoss = _choices("GanLoss", "gan_loss")
+Amp = _choices("Amp", "amp")
+MemoryFormat = _choices("MemoryFormat", "memory_format")
+CpuKernels = _choices("CpuKernels", "cpu_kernels")
 
 
 # Every option defaults to None here so that only what the user typed overrides --config (and, on
