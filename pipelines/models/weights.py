@@ -140,9 +140,8 @@ def find_latest_run(runs_dir: Path = Path("runs"), kind: str = "image") -> Path 
 def _folder_kind(folder: Path) -> str:
     """What an export folder holds, from its generator.json (files from before colorizers: "image")."""
     try:
-        info = json.loads((folder / DESCRIPTION_NAME).read_text())
-        arch = info.get("architecture")
-        return str(info.get("kind") or (all_architectures()[arch].kind if arch in all_architectures() else "image"))
+        # Every description written since colorizers exist names its kind; older ones are all stylizers.
+        return str(json.loads((folder / DESCRIPTION_NAME).read_text()).get("kind") or "image")
     except (OSError, ValueError, AttributeError, TypeError):
         return "image"
 
