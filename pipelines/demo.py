@@ -181,7 +181,9 @@ def run_demo(options: DemoOptions, reporter: Reporter) -> DemoResult:
     # ---- 2-4. dataset ------------------------------------------------------------------------
     extract_frames([clip], dataset, ExtractOptions(every=0.25, size=0, dedupe=False), reporter)
     make_smooth(dataset, SmoothOptions(format=".png"), reporter)
-    add_images(photo_files, "photo", dataset, reporter)
+    # At the clip frames' scale (240 px): crops of photos and frames then show things at the same size, and
+    # training is not told its photos are far larger than its crops.
+    add_images(photo_files, "photo", dataset, reporter, size=4 * options.image_size)
 
     # ---- 5. train ----------------------------------------------------------------------------
     vgg = options.vgg_weights
