@@ -38,6 +38,7 @@ GanLoss = _choices("GanLoss", "gan_loss")
 Amp = _choices("Amp", "amp")
 MemoryFormat = _choices("MemoryFormat", "memory_format")
 CpuKernels = _choices("CpuKernels", "cpu_kernels")
+ColorTarget = _choices("ColorTarget", "color_target")
 
 
 # Every option defaults to None here so that only what the user typed overrides --config (and, on
@@ -51,12 +52,14 @@ def train(
     model: Optional[Model] = typer.Option(None, "--model", help="AnimeGAN v1 or v2, White-box Cartoonization (docs/whitebox.md) or the Style2paints V1 colorizer (docs/colorize.md). [default: animeganv2]", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config, metrics, samples, checkpoints, generator). [default: runs/<timestamp>-<model>[-<style>] (the style for AnimeGAN)]", show_default=False),
     style: Optional[Style] = typer.Option(None, "--style", help="AnimeGANv2 loss-weight preset (v1 always uses the paper's weights). [default: hayao]", show_default=False),
-    preset: Optional[Preset] = typer.Option(None, "--preset", help="White-box loss weights: the released code's or the paper's. [default: released]", show_default=False),
+    preset: Optional[Preset] = typer.Option(None, "--preset", help="White-box loss weights: the released code's plus a colour anchor at the style's palette (anchored), the released code's, or the paper's. [default: anchored]", show_default=False),
     cartoon_set: Optional[str] = typer.Option(None, "--cartoon-set", help="White-box: the dataset set holding the cartoon images. [default: style]", show_default=False),
     superpixels: Optional[Superpixels] = typer.Option(None, "--superpixels", help="White-box structure segmentation: SLIC (200 segments) or Felzenszwalb (scale 10, sigma 0.8, min_size 100). [default: slic]", show_default=False),
     illustration_set: Optional[str] = typer.Option(None, "--illustration-set", help="Style2paints: the dataset set holding colour illustrations (style: the frames of extract-frames). [default: illustration]", show_default=False),
     reference: Optional[Reference] = typer.Option(None, "--reference", help="Style2paints: the training reference is the illustration itself (the paper's way) or a colour-jittered, TPS-warped copy, so positions cannot be copied. [default: original]", show_default=False),
     target_norm: Optional[TargetNorm] = typer.Option(None, "--target-norm", help="Style2paints: norm() of the discriminator's fc1 targets: v/max(v) or v/|v| (docs/colorize.md). [default: max]", show_default=False),
+    ema: Optional[float] = typer.Option(None, "--ema", min=0.0, max=0.9999, help="Decay of the generator's weight average that samples, evaluations and exports use, from the GAN phase on (warms up as (1+n)/(10+n)); 0: the raw weights. [default: 0.999]", show_default=False),
+    color_target: Optional[ColorTarget] = typer.Option(None, "--color-target", help="AnimeGAN/White-box colour anchor: the photo graded to the style set's colour statistics (style), or the photo itself (photo: the reference loss). [default: style]", show_default=False),
     gan_loss: Optional[GanLoss] = typer.Option(None, "--gan-loss", help="Adversarial loss. [default: lsgan]", show_default=False),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, max=100_000, help="GAN-phase epochs. [default: 100]", show_default=False),
     init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss). [default: v2: 10, v1: 1]", show_default=False),
@@ -113,7 +116,7 @@ def train(
         "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
         "cpu_kernels": cpu_kernels, "memory_format": memory_format, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
         "superpixels": superpixels, "illustration_set": illustration_set, "reference": reference,
-        "target_norm": target_norm, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
+        "target_norm": target_norm, "ema": ema, "color_target": color_target, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
     }
     weights = {
         "adv": adv_weight, "d_adv": d_adv_weight, "content": content_weight, "style": style_weight,

@@ -100,13 +100,13 @@ def bench_colorize(work: Path, sketches: list[Path], reference: Path) -> None:
 
 def bench_train(work: Path, steps: int) -> None:
     from pipelines.data.importing import add_images
-    from pipelines.demo import flat_shaded
+    from pipelines.data.cartoon import cartoonize
     from pipelines.training.loop import resolve_config, train
     from skimage import data
 
     src = work / "ill"
     for k in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field"):
-        write_image(src / f"{k}.png", flat_shaded(np.ascontiguousarray(getattr(data, k)()[:, :, :3])))
+        write_image(src / f"{k}.png", cartoonize(np.ascontiguousarray(getattr(data, k)()[:, :, :3]), "warm"))
     ds = work / "ds"
     add_images([src], "illustration", ds, Reporter())
     speeds = {}

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,11 +30,11 @@ def sample_images(folder: Path | None, tmp: Path) -> Path:
         return folder
     from skimage import data
 
-    from pipelines.demo import flat_shaded
+    from pipelines.data.cartoon import cartoonize
 
     out = tmp / "art"
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
-        write_image(out / f"{name}.png", flat_shaded(getattr(data, name)()[:, :, :3]))
+        write_image(out / f"{name}.png", cartoonize(np.ascontiguousarray(getattr(data, name)()[:, :, :3]), "warm"))
     return out
 
 

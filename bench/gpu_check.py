@@ -70,7 +70,7 @@ def build_dataset(root: Path, side: int) -> Path:
 
     from pipelines.data.importing import add_images
     from pipelines.data.smoothing import SmoothOptions, make_smooth
-    from pipelines.demo import flat_shaded
+    from pipelines.data.cartoon import cartoonize
     from pipelines.fileio import write_image
 
     names = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -80,7 +80,7 @@ def build_dataset(root: Path, side: int) -> Path:
         s = side * 1.25 / min(h, w)
         img = cv2.resize(img, (max(side, round(w * s)), max(side, round(h * s))), interpolation=cv2.INTER_AREA)
         write_image(root / "src" / "photo" / f"{name}.png", img)
-        write_image(root / "src" / "style" / f"{name}.png", flat_shaded(img))
+        write_image(root / "src" / "style" / f"{name}.png", cartoonize(img, "warm"))
     ds = root / "dataset"
     add_images([root / "src" / "photo"], "photo", ds, _quiet())
     add_images([root / "src" / "style"], "style", ds, _quiet())

@@ -1,22 +1,24 @@
-"""`animegan demo`: the whole pipeline, offline, on sample photos that ship with scikit-image.
+"""`animegan demo`: the whole pipeline, offline, learning a cartoon look whose right answer is known.
 
-1. material: a few real photos from `skimage.data`, and a short "anime" clip made from flat-shaded,
-   slowly panning versions of them (the only film-like footage a dependency can ship);
+1. material: the real photos that ship with scikit-image, cut in quarters; one quarter of each photo is
+   held out and never trained on. Of the rest, one share becomes the "film": the demo's own cartoon look
+   (`data/cartoon.py`: flat regions, a warm saturated palette, thick dark outlines) of those quarters, as a
+   short clip of slowly panning shots; the other share is the photo set (`pipelines.known_answer`);
 2. extract-frames from the clip into the dataset's style set;
 3. make-smooth;
-4. add-images: the photos into the photo set;
+4. add-images: the photo share into the photo set;
 5. train: a short White-box Cartoonization run (VGG19 ImageNet weights when torch's cache has them;
    otherwise random VGG weights scaled to unit variance, said in the log, since the demo must not
    download);
-6. stylize the photos, and measure them against their inputs (`animegan eval`'s figures);
-7. a contact sheet PNG: each photo beside its stylized version, rows labelled.
+6. stylize the held-out quarters, and measure them: `animegan eval`'s figures against the photos, and how
+   much of the way from each photo to its known answer (the look applied to it) the output went;
+7. a contact sheet PNG: each held-out photo, its stylized version and its answer, labelled.
 
 Why White-box for a few CPU minutes: its U-Net has full-resolution skips, so it reconstructs a photo
-within ~100 steps (AnimeGANv2's encoder-decoder needs thousands: 15 dB PSNR after 80 steps, 23 dB for
-White-box; docs/benchmarks.md), and every later step can move towards the style set instead of
-still learning to reproduce the photo. The structure and content weights are the paper's (10x the
-released code's), for a visible flattening in few steps, and the colour loss of AnimeGAN anchors the
-colours, which the discriminators otherwise pull off in a short run.
+within ~100 steps (AnimeGANv2's encoder-decoder needs thousands), and every later step can move towards
+the style. The colour anchor grades each photo to the style set's colour statistics (training/palette.py),
+so the palette is learned in minutes; outlines and flat regions come from the discriminators and the
+structure loss.
 
 Every stage is one of the real commands' pipelines, so a second `demo` run over the same folder
 resumes: frames, smoothing, imports and stylized images that are done are skipped, and training
@@ -25,43 +27,43 @@ continues from its last checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .fileio import read_image, write_image
-from .evaluation.evaluate import EvalOptions, evaluate
+from .data.cartoon import LOOKS
 from .data.frames import ExtractOptions, extract_frames
-from .data.importing import add_images
+from .data.manifest import Dataset
+from .evaluation.evaluate import EvalOptions, evaluate
+from .evaluation.known_answer import gap_figures
+from .fileio import atomic_path, read_image, write_image
+from .inference.stylize import StylizeOptions, stylize
+from .inference.video_encode import VideoWriter
+from .known_answer import build_set, labelled_grid, skimage_quarters
 from .models.vgg import imagenet_weights_path
 from .progress import Reporter
-from .data.smoothing import SmoothOptions, make_smooth
-from .inference.stylize import StylizeOptions, stylize
 from .training.loop import TrainRequest, run_train
-from .fileio import atomic_path
-from .inference.video_encode import VideoWriter
 
-# skimage.data photos that need no download; (name, index into a tuple result).
-PHOTOS = (("astronaut", None), ("chelsea", None), ("coffee", None), ("rocket", None), ("stereo_motorcycle", 0))
+LOOK = "warm"
+SHORT_SIDE = 160  # quarters are scaled to this short side: 64 px crops then hold whole objects
 CLIP_FPS = 12
-CLIP_SIZE = (320, 240)  # width, height
-SHOT_SECONDS = 1.5
-
+CLIP_SIZE = (240, 160)  # width, height
+SHOT_SECONDS = 1.0
+FRAME_EVERY = 0.5  # seconds between extracted frames: two per shot
 
 MODEL = "whitebox"
-# Released White-box weights, with the paper's structure and content weights and a colour anchor
-# (see the module doc); the contact sheet and docs/benchmarks.md say what these give.
-WEIGHTS = {"structure": 2000.0, "content": 2000.0, "color": 2.0}
+# The White-box recipe's defaults (preset "anchored"), with a reconstruction phase sized for the demo.
+WEIGHTS: dict[str, float] = {}
 
 
 @dataclass
 class DemoOptions:
     out: Path = Path("animegan-demo")
-    steps: int = 300  # generator steps, both phases
-    init_epochs: int = 12  # reconstruction epochs (about 100 steps on the demo's data)
+    steps: int = 600  # generator steps, both phases
+    init_steps: int = 100  # reconstruction steps, rounded to whole epochs of the demo's data
     image_size: int = 64
     batch_size: int = 4
     device: str = "auto"
@@ -79,45 +81,19 @@ class DemoResult:
     vgg_weights: str
     metrics: dict[str, float]  # eval means of the stylized photos against the photos
     steps: int
+    gaps: dict[str, float] = field(default_factory=dict)  # known-answer figures (evaluation/known_answer.py)
 
 
-def sample_photos() -> dict[str, np.ndarray]:
-    """`{name: [H, W, 3] uint8 RGB}` from scikit-image's bundled data."""
-    from skimage import data as skdata
-
-    out = {}
-    for name, index in PHOTOS:
-        img = getattr(skdata, name)()
-        if index is not None:
-            img = img[index]
-        out[name] = np.ascontiguousarray(img[:, :, :3])
-    return out
-
-
-def flat_shaded(rgb: np.ndarray) -> np.ndarray:
-    """A cel-like look: edge-preserving smoothing, few colour levels, dark outlines."""
-    flat = rgb
-    for _ in range(2):
-        flat = cv2.bilateralFilter(flat, 9, 40, 7)
-    levels = 6
-    flat = (np.floor(flat.astype(np.float32) / 256 * levels) + 0.5) * (256 / levels)
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    edges = cv2.dilate(cv2.Canny(cv2.GaussianBlur(gray, (5, 5), 0), 60, 140), np.ones((2, 2), np.uint8)) > 0
-    flat[edges] *= 0.25
-    return np.clip(flat, 0, 255).astype(np.uint8)
-
-
-def clip_frames(photos: dict[str, np.ndarray]):
-    """Yield `[H, W, 3] uint8 RGB` frames: one slowly zooming and panning shot per photo."""
+def clip_frames(images: list[np.ndarray]):
+    """Yield `[H, W, 3] uint8 RGB` frames: one slowly zooming and panning shot per image."""
     w, h = CLIP_SIZE
     n = round(SHOT_SECONDS * CLIP_FPS)
-    for img in photos.values():
-        art = flat_shaded(img)
+    for art in images:
         ih, iw = art.shape[:2]
         for k in range(n):
             t = k / max(1, n - 1)
             zoom = 1.0 + 0.25 * t  # crop shrinks as the shot goes on
-            cw = min(iw, round(ih * w / h)) / zoom
+            cw = min(iw, ih * w / h) / zoom
             ch = cw * h / w
             x0 = (iw - cw) * (0.2 + 0.6 * t)
             y0 = (ih - ch) * 0.5
@@ -125,65 +101,35 @@ def clip_frames(photos: dict[str, np.ndarray]):
             yield cv2.warpAffine(art, M, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT_101)
 
 
-LABEL_HEIGHT = 22
+def _clip_import(clip: Path):
+    """A `known_answer.build_set` style import: the cartoon images as a clip, then `extract-frames`."""
 
+    def run(files: list[Path], dataset: Path, reporter: Reporter) -> None:
+        if not clip.exists():
+            reporter.info(f"making a {len(files) * SHOT_SECONDS:.1f} s clip of the '{LOOK}' cartoon look: {clip}")
+            with atomic_path(clip) as tmp:
+                writer = VideoWriter(tmp, clip, *CLIP_SIZE, fps=Fraction(CLIP_FPS), copy_audio=False)
+                try:
+                    for k, frame in enumerate(clip_frames([read_image(f) for f in files])):
+                        writer.write(frame, k / CLIP_FPS)
+                except BaseException:
+                    writer.abort()
+                    raise
+                writer.close()
+        extract_frames([clip], dataset, ExtractOptions(every=FRAME_EVERY, size=0, dedupe=False), reporter)
 
-def _label(lines: list[str], width: int) -> np.ndarray:
-    """A white strip `[LABEL_HEIGHT * len(lines), width, 3] uint8` with each line in dark gray."""
-    strip = np.full((LABEL_HEIGHT * len(lines), width, 3), 255, np.uint8)
-    for k, text in enumerate(lines):
-        cv2.putText(strip, text, (4, LABEL_HEIGHT * (k + 1) - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
-    return strip
-
-
-def contact_sheet(pairs: list[tuple[str, np.ndarray, np.ndarray]], title: list[str], height: int = 200) -> np.ndarray:
-    """`title` lines over rows of `input | output` for each (name, input, output), each image scaled to
-    `height` and labelled "name: input" / "name: output"; `[H, W, 3] uint8 RGB`."""
-    rows = []
-    gap = np.full((height + LABEL_HEIGHT, 8, 3), 255, np.uint8)
-    for name, a, b in pairs:
-        cells = []
-        for img, text in ((a, f"{name}: input"), (b, f"{name}: output")):
-            x = cv2.resize(img, (round(img.shape[1] * height / img.shape[0]), height), interpolation=cv2.INTER_AREA)
-            cells.append(np.concatenate([_label([text], x.shape[1]), x], axis=0))
-        rows.append(np.concatenate([cells[0], gap, cells[1]], axis=1))
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    return np.concatenate([_label(title, width), *padded], axis=0)
+    return run
 
 
 def run_demo(options: DemoOptions, reporter: Reporter) -> DemoResult:
     out = options.out
-    dataset, run_dir, stylized_dir = out / "dataset", out / "runs" / "demo", out / "stylized"
-    material = out / "material"
+    run_dir, stylized_dir = out / "runs" / "demo", out / "stylized"
+    clip = out / "material" / "clip.mp4"
 
-    # ---- 1. material -------------------------------------------------------------------------
-    photos = sample_photos()
-    photo_files = []
-    for name, img in photos.items():
-        p = material / "photos" / f"{name}.png"
-        if not p.exists():
-            write_image(p, img)
-        photo_files.append(p)
-    clip = material / "clip.mp4"
-    if not clip.exists():
-        reporter.info(f"making a {len(photos) * SHOT_SECONDS:.1f} s clip from scikit-image's sample photos: {clip}")
-        with atomic_path(clip) as tmp:
-            writer = VideoWriter(tmp, clip, *CLIP_SIZE, fps=Fraction(CLIP_FPS), copy_audio=False)
-            try:
-                for k, frame in enumerate(clip_frames(photos)):
-                    writer.write(frame, k / CLIP_FPS)
-            except BaseException:
-                writer.abort()
-                raise
-            writer.close()
-
-    # ---- 2-4. dataset ------------------------------------------------------------------------
-    extract_frames([clip], dataset, ExtractOptions(every=0.25, size=0, dedupe=False), reporter)
-    make_smooth(dataset, SmoothOptions(format=".png"), reporter)
-    # At the clip frames' scale (240 px): crops of photos and frames then show things at the same size, and
-    # training is not told its photos are far larger than its crops.
-    add_images(photo_files, "photo", dataset, reporter, size=4 * options.image_size)
+    # ---- 1-4. material and dataset -------------------------------------------------------------
+    train_quarters, held_quarters = skimage_quarters()
+    kas = build_set(train_quarters, LOOK, out, reporter, short_side=SHORT_SIDE, seed=options.seed,
+                    held_photos=held_quarters, style_import=_clip_import(clip))
 
     # ---- 5. train ----------------------------------------------------------------------------
     vgg = options.vgg_weights
@@ -196,23 +142,33 @@ def run_demo(options: DemoOptions, reporter: Reporter) -> DemoResult:
             )
         else:
             reporter.info(f"VGG19 ImageNet weights found in torch's cache ({imagenet_weights_path()}): the demo uses them")
+    frames = len(Dataset.open(kas.dataset).manifest.records("style"))
+    steps_per_epoch = max(1, max(frames, len(kas.photo_names)) // options.batch_size)
     overrides = dict(
-        dataset=str(dataset), out=str(run_dir), model=MODEL, max_steps=options.steps, weights=dict(WEIGHTS),
-        init_epochs=options.init_epochs, image_size=options.image_size, batch_size=options.batch_size,
+        dataset=str(kas.dataset), out=str(run_dir), model=MODEL, max_steps=options.steps, weights=dict(WEIGHTS),
+        init_epochs=max(1, round(options.init_steps / steps_per_epoch)), image_size=options.image_size, batch_size=options.batch_size,
         device=options.device, seed=options.seed, vgg_weights=vgg, workers=0, checkpoint_every=100,
     )
     resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.pt"))
     run_train(TrainRequest(overrides=overrides, resume=resume), reporter)
 
-    # ---- 6. stylize --------------------------------------------------------------------------
+    # ---- 6. stylize the held-out photos and measure them ------------------------------------------
+    held_dir = out / "heldout" / "photo"
+    photo_files = [held_dir / f"{name}.png" for name in kas.held.names]
     stylize(photo_files, StylizeOptions(weights=run_dir, out_dir=stylized_dir, device=options.device), reporter)
-
-    figures = evaluate([stylized_dir], EvalOptions(reference=material / "photos"), reporter).metrics
+    figures = evaluate([stylized_dir], EvalOptions(reference=held_dir), reporter).metrics
+    outputs = [read_image(stylized_dir / p.name) for p in photo_files]
+    gaps = gap_figures(kas.held.photos, outputs, kas.held.answers, kas.held.outlines)
 
     # ---- 7. contact sheet --------------------------------------------------------------------
-    title = [f"animegan demo: White-box Cartoonization, {options.steps} training steps",
-             f"({options.image_size} px crops, {vgg} VGG19 weights); left input, right output"]
-    pairs = [(p.stem, photos[p.stem], read_image(stylized_dir / p.name)) for p in photo_files]
+    title = [f"animegan demo: White-box Cartoonization learns the demo's own cartoon look '{LOOK}' "
+             f"({LOOKS[LOOK].description})",
+             f"from a clip of it; {options.steps} steps, {options.image_size} px crops, {vgg} VGG19 weights. "
+             f"Photos below were never trained on.",
+             f"colour gap closed {gaps['color_closed']:.2f}, outline gap closed {gaps['outline_closed']:.2f} "
+             f"(0 = the photo, 1 = the answer)"]
+    rows = [[(f"{name}: photo", photo), (f"{name}: output", output), (f"{name}: answer", answer)]
+            for name, photo, output, answer in zip(kas.held.names, kas.held.photos, outputs, kas.held.answers)]
     sheet = out / "contact-sheet.png"
-    write_image(sheet, contact_sheet(pairs, title))
-    return DemoResult(clip, dataset, run_dir, stylized_dir, sheet, vgg, figures, options.steps)
+    write_image(sheet, labelled_grid(rows, title, height=200))
+    return DemoResult(clip, kas.dataset, run_dir, stylized_dir, sheet, vgg, figures, options.steps, gaps)

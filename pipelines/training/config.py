@@ -53,8 +53,15 @@ class TrainConfig(BaseModel):
         "fast", description="CPU fp32 convolutions: fast (NNPACK Winograd, Winograd weight gradients) or plain (PyTorch's)")
     nproc: int = Field(1, ge=1, le=64, description="processes (GPUs) for DDP")
     vgg_weights: str = Field("imagenet", description="imagenet, random or a PATH")
+    ema: float = Field(0.999, ge=0, lt=1, description="decay of the generator's weight average used for samples, "
+                                                       "evaluations and exports (0: off; warms up as (1+n)/(10+n))")
+    color_target: Literal["style", "photo"] = Field(
+        "style", description="AnimeGAN/White-box colour anchor: the photo graded to the style set's colour statistics, "
+                             "or the photo itself (the reference loss)")
     # White-box Cartoonization only (recipes/whitebox.py):
-    preset: Literal["released", "paper"] = Field("released", description="White-box loss-weight preset")
+    preset: Literal["anchored", "released", "paper"] = Field(
+        "anchored", description="White-box loss-weight preset: the released code's plus a colour anchor, the released code's, "
+                                "or the paper's")
     cartoon_set: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                                     description="White-box: the set holding cartoon images (default: style)")
     superpixels: Literal["slic", "felzenszwalb"] = Field("slic", description="White-box structure segmentation")

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from .. import __version__
+from .ema import GeneratorEMA
 from .health import HealthMonitor, output_stats, phase_ranges
 from .checkpoints import (
     capture_rng,
@@ -296,6 +297,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         for twin, n in g.missing_twins.items():
             reporter.warn(f"{config.dataset}: {n} '{g.group.main}' images have no '{twin}' twin and are left out; "
                           f"run {MAKE_SET_HINT.get(twin, '`animegan make-smooth`')} to include them")
+    recipe.fit_data(groups, reporter.info if is_main else (lambda line: None))
     preview_group = next((g for g in groups if g.group.main == recipe.preview_set), groups[0])
     preview_paths = held or preview_group.files[preview_group.group.main][:SAMPLE_PHOTOS]
     manifest_sha = dataset.manifest_sha256()
@@ -354,6 +356,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         for net in (*raw.values(), *frozen.values()):
             accelerate(net)
     optimizers = recipe.build_optimizers(raw)
+    # The averaged generator (ema.py) is what samples, evaluations and exports show; `shown` is that network.
+    ema = GeneratorEMA(raw[recipe.generator_key], config.ema) if config.ema > 0 else None
     # One GradScaler per optimizer: a shared scaler would unscale one optimizer's gradients with
     # another's inf checks (FACTS 8.10). Only fp16 needs scaling; bf16 has fp32's exponent range.
     # The default initial scale (65536) overflows fp16 gradients of losses weighted 300 (AnimeGAN's
@@ -375,6 +379,11 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         except (KeyError, RuntimeError, ValueError) as exc:
             raise TrainingError(f"{checkpoint}: does not match this model ({str(exc).splitlines()[0][:200]})") from None
         restore_rng(state["rng"])
+        if ema is not None:
+            if state.get("ema"):
+                ema.load_state_dict(state["ema"])
+            else:  # a checkpoint from before the average existed: it starts from the weights as they are
+                ema.track(raw[recipe.generator_key])
         step, epoch, epoch_step = int(state["step"]), int(state["epoch"]), int(state["epoch_step"])
         if state.get("manifest_sha256") != manifest_sha:
             reporter.warn(f"{config.dataset}: the dataset changed since {checkpoint.name}; the resumed run sees different data")
@@ -484,23 +493,28 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                 "scalers": {k: v.state_dict() for k, v in scalers.items()},
                 "rng": capture_rng(),
                 "health": monitor.state(),
+                **({"ema": ema.state_dict()} if ema is not None else {}),
                 "world_size": world,
                 "replicas_checked": world > 1,  # every rank's networks were equal at this step
                 "config": config.model_dump(mode="json"),
                 "manifest_sha256": manifest_sha,
             }, keep=config.keep_checkpoints)
 
+    def shown() -> nn.Module:
+        """The generator that samples, evaluations and exports use: the weight average when there is one."""
+        return ema.shadow if ema is not None else raw[recipe.generator_key]
+
     def export(tag: str, epochs_done: float) -> None:
         if is_main:
-            _write_samples(run_dir / "samples" / f"{tag}.png", recipe, raw[recipe.generator_key], preview)
+            _write_samples(run_dir / "samples" / f"{tag}.png", recipe, shown(), preview)
             arch, arch_kwargs = recipe.export_arch()
             from ..models.weights import save_generator
 
-            save_generator(raw[recipe.generator_key], arch, arch_kwargs, run_dir, meta={
+            save_generator(shown(), arch, arch_kwargs, run_dir, meta={
                 "model": config.model, "style": config.style if config.model in ("animegan", "animeganv2") else None,
                 "step": step, "epochs": round(epochs_done, 3),
                 "image_size": config.image_size, "run": str(run_dir), "dataset_manifest_sha256": manifest_sha,
-                **recipe.export_meta(),
+                "ema": config.ema, **recipe.export_meta(),
             })
 
     if checkpoint is None:
@@ -527,7 +541,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
 
     # ---------------------------------------------------------------- the loop
     stopped = False
-    current_phase: str | None = _phase_of(phases, epoch).name if step > 0 else None
+    # The phase of the last step done (a resume exactly at a phase boundary still reports the new phase's terms).
+    current_phase: str | None = _phase_of(phases, epoch - (epoch_step == 0)).name if step > 0 else None
     for batch_u8 in loader:
         if step >= total_steps:
             break
@@ -555,6 +570,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             scaler.scale(sum(terms.values())).backward()
             scaler.step(opt)
             scaler.update()
+        if ema is not None:  # averaged over the last phase only; before it, the average is the generator
+            (ema.update if phase is phases[-1] else ema.track)(raw[recipe.generator_key])
         step += 1
         epoch_step += 1
         interval_steps += 1
@@ -599,7 +616,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
 
         # -------------------------------------------------------- held-out evaluation and health
         if eval_now:
-            means, stats = _evaluate(recipe, raw[recipe.generator_key], preview)
+            means, stats = _evaluate(recipe, shown(), preview)
             write_row({"step": step, "phase": phase.name, **{f"eval/{k}": v for k, v in {**means, **stats}.items()}})
             warn(step, monitor.observe_eval(step, stats, means.get("edge_corr")))
 
@@ -608,7 +625,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
             export(f"epoch-{epoch + 1:04d}", epoch + 1)
             epoch, epoch_step = epoch + 1, 0
         elif sample_now and is_main:
-            _write_samples(run_dir / "samples" / f"step-{step:07d}.png", recipe, raw[recipe.generator_key], preview)
+            _write_samples(run_dir / "samples" / f"step-{step:07d}.png", recipe, shown(), preview)
         if save_now:
             save(step)
         if abort and not finished:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses as L
+from ..palette import fit_for
 from ...models.animegan import Discriminator
 from ...models.registry import build_generator
 from ..batches import SetGroup
@@ -49,6 +50,11 @@ class AnimeGANRecipe(Recipe):
             values = V2_STYLE_WEIGHTS[style]
         # recon: a pixel L1 term in the init phase (0 in the reference recipe; see docs/training.md)
         return {"adv": 300.0, "d_adv": 300.0, **dict(zip(_WEIGHT_NAMES, values)), "recon": 0.0}
+
+    palette = None  # the colour anchor's map (fit_data)
+
+    def fit_data(self, groups, log) -> None:
+        self.palette = fit_for(self.config, groups, "photo", "style", log)
 
     # -- networks and optimizers -----------------------------------------------------------------
     def build_networks(self) -> dict[str, nn.Module]:
@@ -119,7 +125,7 @@ class AnimeGANRecipe(Recipe):
             "g_adv": w["adv"] * L.generator_adv_loss(d(fake).float(), kind),
             "content": w["content"] * L.content_loss(feat_photo, feat_fake),
             "style": w["style"] * L.style_loss(feat_gray, feat_fake),
-            "color": w["color"] * L.color_loss(photo.float(), fake.float()),
+            "color": w["color"] * L.color_loss(photo.float(), fake.float(), self.palette),
         }
         if w["tv"] > 0:
             terms["tv"] = w["tv"] * L.tv_loss(fake.float())

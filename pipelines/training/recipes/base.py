@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..batches import SetGroup
+from ..batches import GroupFiles, SetGroup
 from ..config import TrainConfig
 
 
@@ -116,6 +116,10 @@ class Recipe(ABC):
     def weight_preset(cls, config: TrainConfig) -> str:
         """The preset name passed to `default_weights` as `style` (AnimeGAN: --style; White-box: --preset)."""
         return config.style
+
+    def fit_data(self, groups: list[GroupFiles], log: Callable[[str], None]) -> None:
+        """Called once the training files are known, before the first step: statistics of the data a
+        recipe needs (the colour anchor's palette map). Must depend on the files alone (exact resume)."""
 
     def metrics(self) -> dict[str, float]:
         """Extra values for the current metrics row (e.g. CPU time of a representation); called once per row."""

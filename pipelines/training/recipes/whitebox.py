@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses as L
+from ..palette import fit_for
 from ...models.guided_filter import guided_filter
 from ...models.registry import build_generator
 from ...models.whitebox import TRAIN_FILTER, inference_postprocess, surface_discriminator, texture_discriminator
@@ -44,7 +45,11 @@ from .base import Phase, Recipe, Update
 # for short runs in which the discriminators' pull otherwise drifts the colours (the demo uses it).
 RELEASED_WEIGHTS = {"surface": 0.1, "texture": 1.0, "structure": 200.0, "content": 200.0, "tv": 1e4, "recon": 1.0, "color": 0.0}
 PAPER_WEIGHTS = {"surface": 1.0, "texture": 10.0, "structure": 2000.0, "content": 2000.0, "tv": 1e4, "recon": 1.0, "color": 0.0}
-PRESETS = {"released": RELEASED_WEIGHTS, "paper": PAPER_WEIGHTS}
+# The default: the released weights plus the colour anchor at the style set's palette (training/palette.py).
+# Measured by bench/bench_style_learning.py (docs/benchmarks.md): without it the colours drift (a green-teal
+# cast on a warm look); with it the palette moves towards the style's and SSIM to the answer rises.
+ANCHORED_WEIGHTS = {**RELEASED_WEIGHTS, "color": 5.0}
+PRESETS = {"anchored": ANCHORED_WEIGHTS, "released": RELEASED_WEIGHTS, "paper": PAPER_WEIGHTS}
 
 _REF_FEATURES = 32 * 32 * 512  # conv4_4 of a 256x256 crop
 _REF_PIXELS = 3 * 256 * 256
@@ -91,7 +96,7 @@ class WhiteboxRecipe(Recipe):
 
     @classmethod
     def weight_preset(cls, config: Any) -> str:
-        return getattr(config, "preset", None) or "released"
+        return getattr(config, "preset", None) or "anchored"
 
     @classmethod
     def default_weights(cls, model: str, style: str) -> dict[str, float]:
@@ -128,6 +133,11 @@ class WhiteboxRecipe(Recipe):
         # Samples show what the exported model will give: inference guided filter included.
         with torch.no_grad():
             return inference_postprocess(photos, generator(photos)).clamp(-1, 1)
+
+    palette = None  # the colour anchor's map (fit_data)
+
+    def fit_data(self, groups, log) -> None:
+        self.palette = fit_for(self.config, groups, "photo", self.cartoon_set, log)
 
     # -- structure pool ---------------------------------------------------------------------------
     def _get_pool(self, device: torch.device) -> StructurePool:
@@ -201,7 +211,7 @@ class WhiteboxRecipe(Recipe):
             feat_sp = vgg(superpixels).float()
         terms["structure"] = w["structure"] * feature_l1(feat_sp, feat_fake)
         if w.get("color", 0.0) > 0:
-            terms["color"] = w["color"] * L.color_loss(photo.float(), fake.float())
+            terms["color"] = w["color"] * L.color_loss(photo.float(), fake.float(), self.palette)
         return terms
 
     def close(self) -> None:
