@@ -166,7 +166,6 @@ def build_set(photos: Mapping[str, np.ndarray], look: Look | str, root: str | Pa
     make_smooth(dataset, SmoothOptions(format=".png"), reporter)
     add_images([material / "photo"], "photo", dataset, reporter)
 
-    held = HeldOut([], [], [], [])
     for name in held_names:
         photo = held_imgs[name]
         paths = [root / "heldout" / sub / f"{name}.png" for sub in ("photo", "answer", "outline")]
@@ -175,11 +174,22 @@ def build_set(photos: Mapping[str, np.ndarray], look: Look | str, root: str | Pa
             write_image(paths[0], photo)
             write_image(paths[1], cartoonize(photo, look))
             write_image(paths[2], np.repeat(mask[:, :, None].astype(np.uint8) * 255, 3, axis=2))
+    return KnownAnswerSet(root, dataset, look, style_names, photo_names, load_held(root, held_names))
+
+
+def load_held(root: str | Path, names: Sequence[str] | None = None) -> HeldOut:
+    """The held-out photos, answers and outline masks that `build_set` wrote under `root/heldout/`
+    (all of them, by name, unless `names` are given)."""
+    base = Path(root) / "heldout"
+    if names is None:
+        names = sorted(p.stem for p in (base / "photo").glob("*.png"))
+    held = HeldOut([], [], [], [])
+    for name in names:
         held.names.append(name)
-        held.photos.append(read_image(paths[0]))
-        held.answers.append(read_image(paths[1]))
-        held.outlines.append(read_image(paths[2])[:, :, 0] > 127)
-    return KnownAnswerSet(root, dataset, look, style_names, photo_names, held)
+        held.photos.append(read_image(base / "photo" / f"{name}.png"))
+        held.answers.append(read_image(base / "answer" / f"{name}.png"))
+        held.outlines.append(read_image(base / "outline" / f"{name}.png")[:, :, 0] > 127)
+    return held
 
 
 @torch.no_grad()

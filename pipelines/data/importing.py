@@ -29,7 +29,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, PartialFailure
-from ..fileio import (claim_write, decode_image, encode_image, is_image_path, iter_files,
+from ..fileio import (IMAGE_EXTENSIONS, claim_write, decode_image, encode_image, is_image_path, iter_files,
                       remove_stale_temporaries, sha256_bytes)
 from .derived import resize_short_side
 from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
@@ -132,15 +132,24 @@ def add_images(
     set_dir = ds.root / set_name
 
     files: list[Path] = []
-    for arg in paths:
-        arg = Path(arg)
+    problems: list[InputError] = []
+    for arg in map(Path, paths):
         try:
             # Files named explicitly are tried whatever their extension; folders contribute images only.
-            files.extend(f for f, _ in iter_files([arg], is_image_path if arg.is_dir() else (lambda _p: True)))
+            found = [f for f, _ in iter_files([arg], is_image_path if arg.is_dir() else (lambda _p: True))]
+            if not found:
+                raise InputError(arg, f"holds no image files ({', '.join(IMAGE_EXTENSIONS)}, in it and its subfolders)")
+            files.extend(found)
         except InputError as exc:
-            reporter.warn(str(exc))
+            problems.append(exc)
             summary.failed += 1
             summary.failed_files.append(arg)
+    if not files and problems:  # nothing to import at all: one error, not an empty import that "succeeded"
+        for exc in problems[:-1]:
+            reporter.warn(str(exc))
+        raise problems[-1]
+    for exc in problems:
+        reporter.warn(str(exc))
 
     manifest = ds.manifest
     known_hashes = manifest.hashes(set_name)

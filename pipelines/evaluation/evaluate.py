@@ -92,6 +92,10 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
     """Measure `outputs` (files or folders) as `options` asks; see the module doc."""
     result = EvalResult()
     extractor = None
+    if options.reference is None and options.style is None and options.fid_against is None:
+        # Every figure compares outputs with something; without it the command would only count files.
+        raise InputError(outputs[0] if outputs else None, "nothing to compare with: give --reference INPUTS (paired "
+                                                          "figures), --style DATASET or --fid-against FOLDER")
     if options.inception_weights is not None:  # fail before the long passes, not after them
         from .fid import load_inception
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import AnimeganError
+from ..errors import AnimeganError, InputError
 from ..fileio import atomic_write_bytes
 
 DEFAULT_OPSET = 17
@@ -83,6 +83,9 @@ class _ExportableColorizer(nn.Module):
 def export_onnx(weights_path: str | Path, out_path: str | Path, opset: int = DEFAULT_OPSET,
                 sample_size: int = 64) -> Path:
     """Write `out_path` (atomically) from a run folder, `.safetensors` export or community `.pt`."""
+    if Path(out_path).suffix.lower() != ".onnx":
+        # An ONNX graph under a .pt or .safetensors name would be taken for a weights file by every tool.
+        raise InputError(out_path, f"the export is an ONNX file: name it with .onnx (e.g. {Path(out_path).with_suffix('.onnx').name})")
     onnx = _need_onnx()
     from .. import __version__
     from ..models.weights import load_weights

@@ -253,6 +253,11 @@ def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: R
     failed = 0
     out_root = Path(options.out_dir).resolve()
     for arg in inputs:
+        if Path(arg).is_dir() and Path(arg).resolve() == out_root:
+            # Outputs would lie among the inputs (under new names with --format) and the next run over the
+            # folder would take them for photos and stylize them again.
+            raise InputError(options.out_dir, f"is the input folder {arg} itself: outputs would mix with the inputs; "
+                                              f"choose another --out (for example {Path(arg) / 'stylized'})")
         try:
             found = list(iter_files([arg], accept))
         except InputError as exc:
@@ -261,8 +266,7 @@ def plan_jobs(inputs: Iterable[str | Path], options: StylizeOptions, reporter: R
             continue
         # The output folder may sit inside an input folder (`stylize photos --out photos/anime`): what
         # is under it is this command's own output, never an input (a re-run would stylize it again).
-        # (An output folder that IS the input folder is refused below: it would overwrite the inputs.)
-        if Path(arg).is_dir() and out_root != Path(arg).resolve():
+        if Path(arg).is_dir():
             found = [(src, root) for src, root in found if not src.resolve().is_relative_to(out_root)]
         if not found and Path(arg).is_dir():
             reporter.warn(f"{arg}: folder has no {'images or videos' if accept is _accept else 'images'}")

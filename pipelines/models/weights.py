@@ -391,5 +391,9 @@ def _load_network(path: str | Path, want: str | None) -> tuple[nn.Module, str, d
             f"wrong shape {', '.join(wrong[:3])}" if wrong else "",
         ) if part)
         raise InputError(source, f"tensors do not match architecture {arch}: {detail}")
+    broken = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # a run that diverged, or a damaged file: every output would be NaN (black, or whatever the cast makes)
+        raise InputError(source, f"{len(broken)} of its {len(sd)} tensors hold NaN or infinite values "
+                                 f"(first: {broken[0]}); these weights cannot produce images")
     generator.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     return generator, arch, info, source

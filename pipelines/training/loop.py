@@ -54,6 +54,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from ..models.cpu_speed import accelerate, tune_allocator
+from ..models.registry import get_architecture
 from ..errors import InputError, TrainingError
 from ..fileio import atomic_write_bytes, write_image
 from ..data.manifest import Dataset
@@ -136,6 +137,11 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
             raise InputError(where, f"weights.{name}: must be a finite number >= 0, not {value}")
         weights[name] = float(value)
     fill["weights"] = weights
+    multiple = get_architecture(recipe(cfg.model_copy(update=fill)).export_arch()[0]).size_multiple
+    if cfg.image_size % multiple:
+        lo = max(multiple, cfg.image_size // multiple * multiple)
+        raise InputError(where, f"image_size: {cfg.image_size} is not a multiple of {multiple}, which the {cfg.model} "
+                                f"generator needs; nearest valid sizes: {lo} and {lo + multiple}")
     if cfg.out is None:
         # --style names AnimeGAN's loss-weight preset; the other families have no style to name.
         suffix = f"-{cfg.style}" if cfg.model in ("animegan", "animeganv2") else ""

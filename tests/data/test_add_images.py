@@ -157,3 +157,20 @@ def test_training_says_when_images_are_far_larger_than_the_crops(tmp_path):
     (line,) = scale_hints(ds, ["photo"], 64)
     assert "'photo' images are 300 px on the short side" in line and "--size 128" in line
     assert scale_hints(ds, ["photo", "style"], 256) == []
+
+
+def test_a_folder_without_images_is_an_error_not_an_empty_success(inputs: dict[str, Path], tmp_path: Path):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no pictures here")
+    with pytest.raises(InputError, match="holds no image files"):
+        add_images([empty], "photo", tmp_path / "ds")
+    res = CliRunner().invoke(app, ["add-images", str(empty), "--set", "photo", "--dataset", str(tmp_path / "ds")])
+    assert res.exit_code == 2 and "empty" in res.output and "holds no image files" in " ".join(res.output.split())
+
+    # Beside a folder with images, the empty one is one warning and the good images are imported (exit 1).
+    rec = RecordingReporter()
+    with pytest.raises(PartialFailure):
+        add_images([empty, inputs["png"]], "photo", tmp_path / "ds2", rec)
+    assert any("holds no image files" in w for w in rec.warnings)
+    assert len(Dataset.open(tmp_path / "ds2").manifest.records("photo")) == 1

@@ -173,3 +173,10 @@ def test_eval_fid_path_end_to_end_with_a_stand_in_network(tmp_path, monkeypatch)
                                     "--fid-against", str(ds.root / "photo"), "--json"])
     assert same.exit_code == 0, same.output
     assert abs(json.loads(same.stdout)["metrics"]["fid"]) < 1e-6  # a set against itself
+
+
+def test_eval_with_nothing_to_compare_is_an_error(outputs_and_inputs):
+    """`eval OUT` alone used to print "N outputs measured" and exit 0 without a single figure."""
+    res = CliRunner().invoke(app, ["eval", str(outputs_and_inputs / "outputs")])
+    assert res.exit_code == 2
+    assert "nothing to compare with" in " ".join(res.output.split()) and "--reference" in res.output

@@ -53,3 +53,12 @@ def test_export_bad_weights_is_one_line(tmp_path: Path):
     res = runner.invoke(app, ["export", str(bad), str(tmp_path / "m.onnx")])
     assert res.exit_code != 0 and "x.pt" in res.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_refuses_a_name_that_is_not_onnx(tmp_path: Path):
+    """`export RUN hayao.pt` used to write an ONNX graph under a weights-file name."""
+    save_generator(GeneratorV2(), "animegan_v2", {}, tmp_path / "run")
+    res = runner.invoke(app, ["export", str(tmp_path / "run"), str(tmp_path / "hayao.pt")])
+    assert res.exit_code == 2, res.output
+    assert "hayao.pt" in res.output and "name it with .onnx (e.g. hayao.onnx)" in " ".join(res.output.split())
+    assert not (tmp_path / "hayao.pt").exists()

@@ -110,11 +110,16 @@ def test_input_is_never_overwritten(tmp_path: Path, weights: Path):
     before = src.read_bytes()
     for out in (tmp_path / "photos", tmp_path):
         args = [str(tmp_path / "photos")] if out == tmp_path / "photos" else [str(src)]
-        with pytest.raises(InputError, match="would overwrite the input"):
+        with pytest.raises(InputError, match="would overwrite the input|is the input folder"):
             stylize(args, StylizeOptions(weights=weights, out_dir=out if out != tmp_path else tmp_path / "photos", overwrite=True))
     res = runner.invoke(app, ["stylize", str(src), "--weights", str(weights), "--out", str(src.parent), "--overwrite"])
     assert res.exit_code != 0 and "would overwrite" in res.output
     assert src.read_bytes() == before
+    # Another format would not overwrite anything, but the outputs would lie among the photos, and the next
+    # `stylize photos` would stylize them again: an output folder that is an input folder is refused.
+    res = runner.invoke(app, ["stylize", str(src.parent), "--weights", str(weights), "--out", str(src.parent), "--format", "jpg"])
+    assert res.exit_code == 2 and "is the input folder" in " ".join(res.output.split())
+    assert sorted(p.name for p in src.parent.iterdir()) == ["big.png"]
 
 
 def test_missing_weights_and_missing_input(tmp_path: Path, weights: Path, monkeypatch):

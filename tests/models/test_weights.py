@@ -209,3 +209,14 @@ def test_hostile_descriptions_are_one_line(tmp_path: Path, description: str, pro
     with pytest.raises(InputError) as err:
         load_generator(path)
     assert problem in str(err.value) and str(err.value).startswith(str(path))
+
+
+def test_weights_with_nan_are_refused_with_one_line(tmp_path: Path):
+    """A diverged run's file used to stylize without a word (every output NaN, written as black)."""
+    g = build_generator("animegan_v2")
+    sd = g.state_dict()
+    first = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[first] = torch.full_like(sd[first], float("nan"))
+    torch.save(sd, tmp_path / "diverged.pt")
+    with pytest.raises(InputError, match=r"diverged.pt: 1 of its \d+ tensors hold NaN or infinite values"):
+        load_generator(tmp_path / "diverged.pt")

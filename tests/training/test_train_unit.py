@@ -245,3 +245,13 @@ def test_only_the_last_k_checkpoints_are_kept_and_foreign_files_refused(tmp_path
     bad.write_bytes(b"not a zip")
     with pytest.raises(TrainingError, match="step-0000009.pt: not a usable checkpoint: a text file"):
         load_checkpoint(bad)
+
+
+def test_crop_size_is_checked_against_the_generators_size_multiple_when_options_resolve(tmp_path):
+    """Style2paints needs a multiple of 32: 240 used to crash at the first step, after the data had loaded."""
+    with pytest.raises(InputError, match=r"image_size: 240 is not a multiple of 32.*nearest valid sizes: 224 and 256"):
+        resolve_config(overrides={"model": "style2paints", "image_size": 240, "out": str(tmp_path / "r")})
+    assert resolve_config(overrides={"model": "style2paints", "image_size": 256, "out": str(tmp_path / "r")}).image_size == 256
+    assert resolve_config(overrides={"model": "animeganv2", "image_size": 68, "out": str(tmp_path / "r")}).image_size == 68
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "ds"), "--model", "style2paints", "--image-size", "200"])
+    assert res.exit_code == 2 and "nearest valid sizes: 192 and 224" in " ".join(res.output.split())
