@@ -18,7 +18,8 @@ QUIET_HELP = "No progress bars or summary lines; warnings and errors are still p
 
 def add_images(
     paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
-    set_name: str = typer.Option(..., "--set", help="Set to add to: style, photo, or another lower-case name (cartoon, sketch)."),
+    set_name: str = typer.Option(..., "--set", help="Set to add to: photo, style, cartoon, illustration, sketch, or a set the dataset already has."),
+    new_set: bool = typer.Option(False, "--new-set", help="Allow a set name that is neither known nor in the dataset yet (otherwise refused as a likely typo)."),
     dataset: Path = typer.Option(DEFAULT_DATASET, "--dataset", help=DATASET_HELP),
     size: Optional[int] = typer.Option(None, "--size", min=32, max=8192, help="Scale images whose short side is longer down to this many pixels (e.g. 512 for phone photos: training crops --image-size squares at the stored scale). Default: keep every size.", show_default=False),
     max_pixels: Optional[float] = typer.Option(None, "--max-pixels", min=0.000001, help=MAX_PIXELS_HELP, show_default=False),
@@ -33,7 +34,7 @@ def add_images(
 
     apply_max_pixels(max_pixels)
     with RichReporter(quiet=quiet) as reporter:
-        run(lambda: add(paths, set_name, dataset, reporter, size=size))
+        run(lambda: add(paths, set_name, dataset, reporter, size=size, new_set=new_set))
 
 
 def extract_frames(

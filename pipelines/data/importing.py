@@ -20,6 +20,7 @@ re-save, and a perceptual hash would drop genuinely different near-identical pho
 
 from __future__ import annotations
 
+import difflib
 import io
 import itertools
 from collections.abc import Iterable, Iterator
@@ -65,11 +66,24 @@ class ImportSummary:
         return ", ".join(parts)
 
 
-def check_set_name(set_name: str) -> str:
+# The sets the recipes read (and `make-sketch` can stand in for): a name outside these and the dataset's own sets
+# is most likely a typo (`--set photos`), which would silently start a set no command reads.
+KNOWN_SETS = ("photo", "style", "cartoon", "illustration", "sketch")
+
+
+def check_set_name(set_name: str, existing: Iterable[str] = (), new_set: bool = True) -> str:
+    """`set_name` if it may be imported into; with `new_set` False, it must be a known set or one the dataset
+    (`existing`) already has."""
     if not SET_NAME_RE.match(set_name):
         raise InputError(None, f"--set {set_name!r}: use lower-case letters, digits and '_' (e.g. style, photo)")
     if set_name in DERIVED_SETS:
         raise InputError(None, f"--set {set_name}: this set is computed by `animegan {DERIVED_SETS[set_name]}`, not imported")
+    known = sorted({*KNOWN_SETS, *existing} - set(DERIVED_SETS))
+    if not new_set and set_name not in known:
+        close = difflib.get_close_matches(set_name, known, n=1)
+        hint = f"did you mean --set {close[0]}? " if close else ""
+        raise InputError(None, f"--set {set_name}: no such set in this dataset ({', '.join(known)}); {hint}"
+                               f"to start a new set, add --new-set")
     return set_name
 
 
@@ -117,9 +131,11 @@ def add_images(
     dataset_root: str | Path,
     reporter: Reporter | None = None,
     size: int | None = None,
+    new_set: bool = True,
 ) -> ImportSummary:
     """Import image files and folders (recursively) into `dataset_root/<set_name>/`; with `size`, images
-    whose short side is longer are scaled down to it (multi-megapixel photos at a training scale).
+    whose short side is longer are scaled down to it (multi-megapixel photos at a training scale). With
+    `new_set` False (the command line's default), a set name that is neither known nor in the dataset is refused.
 
     Unreadable files are reported one line each with `reporter.warn` and the rest imported; at the
     end `PartialFailure` is raised if any failed (after everything good was committed).
@@ -127,6 +143,7 @@ def add_images(
     reporter = reporter or Reporter()
     check_set_name(set_name)
     ds = Dataset.open(dataset_root, create=True)
+    check_set_name(set_name, [k for k, v in ds.manifest.sets.items() if v], new_set)
     remove_stale_temporaries(ds.root / set_name)  # left by an import killed mid-write
     summary = ImportSummary(set_name=set_name, dataset=ds.root)
     set_dir = ds.root / set_name

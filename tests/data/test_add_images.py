@@ -174,3 +174,18 @@ def test_a_folder_without_images_is_an_error_not_an_empty_success(inputs: dict[s
         add_images([empty, inputs["png"]], "photo", tmp_path / "ds2", rec)
     assert any("holds no image files" in w for w in rec.warnings)
     assert len(Dataset.open(tmp_path / "ds2").manifest.records("photo")) == 1
+
+
+def test_a_mistyped_set_name_is_refused_unless_new_set(inputs: dict[str, Path], tmp_path: Path):
+    """`--set photos` used to start a set no command reads, silently."""
+    ds = tmp_path / "ds"
+    res = CliRunner().invoke(app, ["add-images", str(inputs["png"]), "--set", "photos", "--dataset", str(ds)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "did you mean --set photo?" in text and "--new-set" in text
+    assert not Dataset.open(ds, create=True).manifest.records("photos")
+    res = CliRunner().invoke(app, ["add-images", str(inputs["png"]), "--set", "photos", "--new-set", "--dataset", str(ds)])
+    assert res.exit_code == 0, res.output
+    # Once the dataset has it, the name is known.
+    res = CliRunner().invoke(app, ["add-images", str(inputs["jpg"]), "--set", "photos", "--dataset", str(ds)])
+    assert res.exit_code == 0, res.output
+    assert len(Dataset.open(ds).manifest.records("photos")) == 2
