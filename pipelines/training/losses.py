@@ -97,11 +97,9 @@ def style_loss(feat_style_gray: torch.Tensor, feat_fake: torch.Tensor) -> torch.
 def color_loss(real: torch.Tensor, fake: torch.Tensor, grade: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """L1 on Y + Huber (delta 1) on U and on V, between photo and G(photo) (`[N, 3, H, W]` in [-1, 1]).
 
-    `grade` maps the photo's YUV `[N, 3, H, W]` to the target's first (`palette.PaletteMap`: the photo at the
-    style set's colour statistics); None compares with the photo itself, as the reference does."""
-    yr = rgb_to_yuv((real + 1) * 0.5)
-    if grade is not None:
-        yr = grade(yr)
+    `grade` maps the photo (RGB `[N, 3, H, W]` in [0, 1]) to the target first (`palette.PaletteMap`: the photo
+    at the style set's colour statistics); None compares with the photo itself, as the reference does."""
+    yr = rgb_to_yuv((real + 1) * 0.5 if grade is None else grade((real + 1) * 0.5))
     yf = rgb_to_yuv((fake + 1) * 0.5)
     return (
         F.l1_loss(yf[:, 0], yr[:, 0])

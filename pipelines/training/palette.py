@@ -6,7 +6,7 @@ colours (warmer, more saturated, lighter). The discriminator alone has to pull a
 in a short run the pull mostly shows as a cast.
 
 Here the anchor's target is the photo moved to the style set's colour statistics: the linear
-Monge-Kantorovich map between the two sets' YUV distributions (the affine map that moves the photos'
+Monge-Kantorovich map between the two sets' CIELAB distributions (the affine map that moves the photos'
 mean and covariance onto the style set's with the least displacement; colour transfer in the manner
 of Reinhard et al. 2001 and Pitie & Kokaram 2007), computed once from the training sets at the start.
 Per pixel, the generator is still anchored to the photo's layout of colours (which region is which
@@ -25,18 +25,39 @@ import torch
 
 from ..fileio import read_image
 
-# RGB in [0, 1] -> YUV rows, as losses._YUV (the colour loss's space)
-_YUV = np.array([
-    [0.299, 0.587, 0.114],
-    [-0.14714119, -0.28886916, 0.43601035],
-    [0.61497538, -0.51496512, -0.10001026],
-])
 STAT_IMAGES = 256  # at most this many images per set, evenly spaced over the sorted list
 STAT_SIDE = 64  # each scaled so its short side is this (statistics of colours, not of detail)
 
+# sRGB (D65) <-> CIE XYZ, and the D65 white point: CIELAB as scikit-image and OpenCV define it.
+_RGB2XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
+                         [0.212671, 0.715160, 0.072169],
+                         [0.019334, 0.119193, 0.950227]], dtype=torch.float64)
+_XYZ2RGB = torch.linalg.inv(_RGB2XYZ)
+_WHITE = torch.tensor([0.950456, 1.0, 1.088754], dtype=torch.float64)
+_EPS, _KAPPA = (6 / 29) ** 3, (29 / 6) ** 2 / 3
+
+
+def rgb_to_lab(rgb01: torch.Tensor) -> torch.Tensor:
+    """`[..., 3]` sRGB in [0, 1] -> CIELAB `[..., 3]` (L in [0, 100], a/b about +-100)."""
+    x = rgb01.double().clamp(0, 1)
+    lin = torch.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+    xyz = lin @ _RGB2XYZ.to(x.device).T / _WHITE.to(x.device)
+    f = torch.where(xyz > _EPS, xyz.clamp_min(1e-12) ** (1 / 3), _KAPPA * xyz + 4 / 29)
+    return torch.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], dim=-1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """CIELAB `[..., 3]` -> sRGB `[..., 3]` in [0, 1] (out-of-gamut colours clipped)."""
+    lab = lab.double()
+    fy = (lab[..., 0] + 16) / 116
+    f = torch.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], dim=-1)
+    xyz = torch.where(f > 6 / 29, f ** 3, (f - 4 / 29) / _KAPPA) * _WHITE.to(lab.device)
+    lin = (xyz @ _XYZ2RGB.to(lab.device).T).clamp(0, 1)
+    return torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055, 12.92 * lin).clamp(0, 1)
+
 
 def color_stats(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """(mean `[3]`, covariance `[3, 3]`) of the YUV pixels of up to STAT_IMAGES of `paths`."""
+    """(mean `[3]`, covariance `[3, 3]`) of the CIELAB pixels of up to STAT_IMAGES of `paths`."""
     if not paths:
         raise ValueError("no images to measure")
     idx = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), STAT_IMAGES)).round().astype(int))
@@ -47,9 +68,9 @@ def color_stats(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
         if s < 1:
             rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
                              interpolation=cv2.INTER_AREA)
-        pixels.append(rgb.reshape(-1, 3).astype(np.float64) / 255.0 @ _YUV.T)
-    yuv = np.concatenate(pixels)
-    return yuv.mean(0), np.cov(yuv, rowvar=False)
+        pixels.append(rgb_to_lab(torch.from_numpy(rgb.reshape(-1, 3)) / 255.0).numpy())
+    lab = np.concatenate(pixels)
+    return lab.mean(0), np.cov(lab, rowvar=False)
 
 
 def _sqrtm(m: np.ndarray) -> np.ndarray:
@@ -71,7 +92,7 @@ def transfer_map(src: tuple[np.ndarray, np.ndarray], dst: tuple[np.ndarray, np.n
 
 
 class PaletteMap:
-    """The fitted map, applied to YUV tensors `[N, 3, H, W]` on any device."""
+    """The fitted map in CIELAB, applied to RGB images `[N, 3, H, W]` in [0, 1] on any device."""
 
     def __init__(self, a: np.ndarray, b: np.ndarray):
         self.a, self.b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -81,19 +102,24 @@ class PaletteMap:
     def fit(cls, photos: Sequence[Path], style: Sequence[Path]) -> "PaletteMap":
         return cls(*transfer_map(color_stats(photos), color_stats(style)))
 
-    def __call__(self, yuv: torch.Tensor) -> torch.Tensor:
-        on = self._on.get(yuv.device)
+    @torch.no_grad()
+    def __call__(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """`[N, 3, H, W]` RGB in [0, 1] -> the same image at the style's palette, `[N, 3, H, W]` float32 in [0, 1]."""
+        on = self._on.get(rgb01.device)
         if on is None:
-            on = self._on[yuv.device] = (torch.tensor(self.a, dtype=torch.float32, device=yuv.device),
-                                         torch.tensor(self.b, dtype=torch.float32, device=yuv.device))
+            on = self._on[rgb01.device] = (torch.tensor(self.a, dtype=torch.float64, device=rgb01.device),
+                                           torch.tensor(self.b, dtype=torch.float64, device=rgb01.device))
         a, b = on
-        return torch.einsum("ij,njhw->nihw", a, yuv.float()) + b.view(1, 3, 1, 1)
+        lab = rgb_to_lab(rgb01.permute(0, 2, 3, 1)) @ a.T + b
+        return lab_to_rgb(lab).permute(0, 3, 1, 2).float()
 
     def describe(self) -> str:
-        """One line: the mean shift of Y, U, V and the chroma gain (geometric mean of the UV block's scale)."""
+        """One line: the lightness gain and shift, the chroma gain (geometric mean of the a*b* block's scale) and
+        the a*, b* shifts of a neutral grey (L 50)."""
         gain = float(np.sqrt(abs(np.linalg.det(self.a[1:, 1:]))))
-        return (f"luma x{self.a[0, 0]:.2f} {self.b[0]:+.3f}, chroma x{gain:.2f}, "
-                f"U {self.b[1]:+.3f}, V {self.b[2]:+.3f}")
+        grey = self.a @ np.array([50.0, 0.0, 0.0]) + self.b
+        return (f"lightness x{self.a[0, 0]:.2f} {self.b[0]:+.1f}, chroma x{gain:.2f}, "
+                f"a* {grey[1]:+.1f}, b* {grey[2]:+.1f} at mid grey")
 
 
 def fit_for(config, groups, photo_set: str, style_set: str, log) -> PaletteMap | None:
