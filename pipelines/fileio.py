@@ -302,8 +302,11 @@ def stale_temporaries(root: Path, now: float | None = None) -> list[Path]:
     found = []
     if not root.is_dir():
         return []
+    real_root = root.resolve()
     for f in root.rglob(".*"):
         try:
+            if f.is_symlink() or not f.resolve().is_relative_to(real_root):
+                continue  # a planted link: never ours, and deleting through it would reach outside `root`
             if f.is_file() and _TEMPORARY_RE.match(f.name) and now - f.stat().st_mtime > STALE_TEMPORARY_SECONDS:
                 found.append(f)
         except OSError:

@@ -211,7 +211,13 @@ def _plan(
         if _same_size(ds, style) and _is_current(ds, d, smooth_by_path.get(target), style, params):
             summary.up_to_date += 1
             continue
-        jobs.append(_Job(str(ds.abspath(style.path)), style.path, style.sha256, str(ds.abspath(target)), target,
+        try:
+            target_abs = ds.inside_path(target)
+        except InputError as exc:
+            reporter.warn(str(exc))
+            summary.failed.append(str(exc))
+            continue
+        jobs.append(_Job(str(ds.abspath(style.path)), style.path, style.sha256, str(target_abs), target,
                          options.size, params, d.compute))
     return jobs, set(claimed)
 
@@ -271,7 +277,7 @@ def derive(dataset_root: str | Path, d: Derivation, options: DeriveOptions, repo
     if options.batch < 1:
         raise InputError(None, f"batch must be at least 1, got {options.batch}")
     ds = Dataset.open(dataset_root)
-    remove_stale_temporaries(ds.root / d.target_set)  # twins a killed run was writing
+    remove_stale_temporaries(ds.inside_path(f"{d.target_set}/twin").parent)  # twins a killed run was writing (a set folder leading outside is refused)
     m = ds.manifest
     if not m.records(d.source_set) and not any(_ours(d, r) for r in m.records(d.target_set)):
         raise InputError(ds.root, f"the dataset has no {d.noun}s ('{d.source_set}' set); {d.hint}")
@@ -345,10 +351,12 @@ def _remove_orphans(ds: Dataset, d: Derivation, expected: set[str], reporter: Re
             reporter.info(f"dropped the record of {rel}: not the current twin of any {d.noun} (the file stays: another set lists it)")
             continue
         reporter.info(f"removed {rel}: not the current twin of any {d.noun}")
-        path = ds.abspath(rel)
         try:
-            if path.resolve().is_relative_to(target_root):
-                path.unlink(missing_ok=True)
+            path = ds.inside_path(rel)
+            if path.is_symlink() or path.resolve().is_relative_to(target_root):
+                path.unlink(missing_ok=True)  # a link is removed, never followed
+        except InputError as exc:
+            reporter.warn(str(exc))
         except OSError as exc:
-            reporter.warn(f"{path}: could not delete ({exc.strerror or exc})")
+            reporter.warn(f"{ds.abspath(rel)}: could not delete ({exc.strerror or exc})")
     return len(removed)

@@ -236,7 +236,7 @@ def extract_frames(
     options = options or ExtractOptions()
     reporter = reporter or Reporter()
     ds = Dataset.open(dataset_root, create=True)
-    remove_stale_temporaries(ds.root / STYLE_SET)  # frames an earlier, killed run was writing
+    remove_stale_temporaries(ds.inside_path(f"{STYLE_SET}/frame").parent)  # frames an earlier, killed run was writing
     summary = ExtractSummary()
     for movie in movies:
         result = FilmResult(film=Path(movie))
@@ -290,6 +290,7 @@ def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter,
                       f"them, so the set holds this film twice. To keep one, delete the other's files "
                       f"(their names end in _s<size>) and run `animegan dataset --prune`")
     folder = _film_folder(ds, manifest, film.stem, film_id)
+    ds.inside_path(f"{folder}/frame.jpg")  # a folder that leads outside the dataset is refused before any write
     resume_from = state.done_until if state is not None else o.start
     kept_total = state.kept if state is not None else 0
     known = {r.path for r in manifest.records(STYLE_SET)}

@@ -144,9 +144,9 @@ def add_images(
     check_set_name(set_name)
     ds = Dataset.open(dataset_root, create=True)
     check_set_name(set_name, [k for k, v in ds.manifest.sets.items() if v], new_set)
-    remove_stale_temporaries(ds.root / set_name)  # left by an import killed mid-write
+    set_dir = ds.inside_path(f"{set_name}/file").parent  # refused when it leads outside the dataset
+    remove_stale_temporaries(set_dir)  # left by an import killed mid-write
     summary = ImportSummary(set_name=set_name, dataset=ds.root)
-    set_dir = ds.root / set_name
 
     files: list[Path] = []
     problems: list[InputError] = []

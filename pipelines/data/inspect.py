@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AnimeganError
+from ..errors import AnimeganError, InputError
 from ..fileio import is_image_path, remove_stale_temporaries, sha256_bytes, sha256_file, stale_temporaries
 from .manifest import KNOWN_SETS, Dataset, DerivedSource, Record
 from ..progress import Reporter
@@ -249,7 +249,9 @@ def prune(dataset_root: str | Path, reporter: Reporter | None = None) -> PruneRe
     for rel in twin_files:
         if rel not in still_listed:  # derived files are the toolkit's own output: delete them with their record
             try:
-                ds.abspath(rel).unlink(missing_ok=True)
+                ds.inside_path(rel).unlink(missing_ok=True)  # the folder is checked; a link itself is removed, not followed
+            except InputError as exc:
+                reporter.warn(str(exc))
             except OSError as exc:
                 reporter.warn(f"{ds.abspath(rel)}: could not delete ({exc.strerror or exc})")
     result.temporaries = [f.relative_to(ds.root).as_posix() for f in remove_stale_temporaries(ds.root)]

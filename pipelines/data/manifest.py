@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal, Union
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import DatasetError, describe_validation_error
+from ..errors import DatasetError, InputError, describe_validation_error
 from ..fileio import atomic_write_bytes, sha256_bytes
 
 MANIFEST_NAME = "manifest.json"
@@ -325,6 +325,18 @@ class Dataset:
 
     def abspath(self, relpath: str) -> Path:
         return self.root / Path(*check_relpath(relpath).split("/"))
+
+    def inside_path(self, relpath: str) -> Path:
+        """`abspath(relpath)` for a write, rename or delete: refused (`InputError`) when its folder leads out of
+        the dataset on the real filesystem (a symbolic link, `smooth/` itself or one inside it, pointing
+        elsewhere: a received dataset may hold such links). The last component may be a link: a rename
+        replaces the link and a delete removes it, neither follows it."""
+        path = self.abspath(relpath)
+        real = path.parent.resolve()
+        if not real.is_relative_to(self.root.resolve()):
+            raise InputError(path, f"its folder leads outside the dataset (through a symbolic link, to {real}); "
+                                   f"refused: nothing is written or deleted there")
+        return path
 
     def relpath(self, path: Path) -> str:
         """The record path for a file under the dataset root."""
