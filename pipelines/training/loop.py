@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -206,9 +206,41 @@ def run_train(request: TrainRequest, reporter: Reporter) -> TrainResult:
         counts = {s: len(g.files[s]) for g in groups for s in g.group.sets}
         phases = phase_ranges([(p.name, p.epochs) for p in recipe.phases() if p.epochs > 0], spe, total)
         return TrainResult(config, Path(config.out), counts, len(held), spe, total, dry_run=True, phases=phases)
-    if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _launch_torchrun(config, request, reporter)
-    return train(config, reporter, resume=request.resume)
+    if "WORLD_SIZE" in os.environ:  # a process started by --nproc: the launcher holds the run folder's lock
+        return train(config, reporter, resume=request.resume)
+    with run_folder_lock(Path(config.out)):
+        if config.nproc > 1:
+            return _launch_torchrun(config, request, reporter)
+        return train(config, reporter, resume=request.resume)
+
+
+LOCK_NAME, LOCK_PID_NAME = ".train.lock", ".train.pid"  # in a run folder while a `train` holds it
+
+
+@contextmanager
+def run_folder_lock(run_dir: Path):
+    """Hold `run_dir` for one `train` at a time: a second one (into the same --out, or a --resume of it) gets one
+    line naming the holder's process, instead of both writing configs and checkpoints over each other. The
+    lock is the operating system's (released when the process ends, killed or not)."""
+    from filelock import FileLock, Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK_NAME)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = (run_dir / LOCK_PID_NAME).read_text().strip()
+        except OSError:
+            holder = "?"
+        raise TrainingError(f"{run_dir}: another `animegan train` (process {holder}) is training this run folder; "
+                            f"wait for it to finish, or choose another --out") from None
+    try:
+        atomic_write_bytes(run_dir / LOCK_PID_NAME, str(os.getpid()).encode())
+        yield
+    finally:
+        (run_dir / LOCK_PID_NAME).unlink(missing_ok=True)
+        lock.release()
 
 
 def _launch_torchrun(config: TrainConfig, request: TrainRequest, reporter: Reporter) -> TrainResult:
@@ -319,7 +351,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     if never_started:
         reporter.info(f"{run_dir} holds no checkpoint (an earlier attempt stopped before training began): "
                       f"starting it from step 0")
-    elif not resume and run_dir.exists() and any(run_dir.iterdir()):
+    elif not resume and run_dir.exists() and any(p.name not in (LOCK_NAME, LOCK_PID_NAME) for p in run_dir.iterdir()):
         what = "already holds a training run" if (run_dir / CONFIG_NAME).exists() else "exists and is not empty"
         raise TrainingError(f"{run_dir}: {what}; continue it with `animegan train --out {run_dir} --resume` "
                             f"or choose another --out")

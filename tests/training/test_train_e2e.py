@@ -347,3 +347,20 @@ def test_replica_comparison_names_the_network_that_differs():
         nets["discriminator"].weight[0, 0] += 1e-6  # one rank's copy drifts by a hair
     b = replica_fingerprints(nets)
     assert mismatched_replicas(list(nets), torch.stack([a, b])) == ["discriminator"]
+
+
+def test_a_second_train_into_the_same_run_folder_is_refused(straight, tmp_path):
+    """Two `train` into one --out used to both run and exit 0, one silently losing its work."""
+    ds, _ = straight
+    run = tmp_path / "shared"
+    with train_process(ds, run, "--checkpoint-every", "1", "--max-steps", "200") as proc:
+        wait_for_checkpoint(proc, run, 1)
+        second = train(str(ds), "--out", str(run), *COMMON, "--workers", "0", "--max-steps", "8")
+        resumed = train("--out", str(run), "--resume", "--max-steps", "8")
+        assert proc.poll() is None  # the first one is still training
+    for res in (second, resumed):
+        assert res.exit_code == 4, res.output
+        assert f"(process {proc.pid}) is training this run folder" in said(res)
+    # Once it is gone (killed), the folder is free: the lock is the operating system's.
+    res = train("--out", str(run), "--resume", "--max-steps", "4", "-q")
+    assert res.exit_code == 0, res.output
