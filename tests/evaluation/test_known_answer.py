@@ -97,3 +97,38 @@ def test_labelled_grid_shape():
     grid = labelled_grid([[("x", a), ("y", a)], [("z", a)]], ["title"], height=50)
     assert grid.ndim == 3 and grid.shape[1] >= 2 * 75 and grid.shape[0] > 2 * 50
     assert (grid[:20] == 255).mean() > 0.8
+
+
+@pytest.mark.slow
+def test_benchmark_machinery_end_to_end_on_tiny_images(tmp_path):
+    """build_set -> train (init, then resumed into the GAN phase, as bench_style_learning.py does) -> measure."""
+    from pipelines.data.manifest import Dataset
+    from pipelines.known_answer import build_set, load_held, measure, photo_baseline
+    from pipelines.progress import Reporter
+    from pipelines.training.loop import TrainRequest, run_train
+
+    train_q, held_q = skimage_quarters()
+    kas = build_set(train_q, "cool", tmp_path / "ka", Reporter(), short_side=48, held_photos=held_q)
+    m = Dataset.open(kas.dataset).manifest
+    assert len(m.records("style")) == len(m.records("smooth")) == len(m.records("photo")) == 15
+    assert kas.held.names == sorted(held_q) and all(min(p.shape[:2]) == 48 for p in kas.held.photos)
+    assert not set(kas.held.names) & {n.rsplit("-", 1)[0] for n in kas.photo_names + kas.style_names}
+    assert load_held(tmp_path / "ka").names == kas.held.names
+
+    base = photo_baseline(kas.held)
+    assert base["color_closed"] == base["outline_closed"] == 0 and base["max_cast"] > 5
+    run = tmp_path / "ka" / "run"
+    common = dict(dataset=str(kas.dataset), out=str(run), model="whitebox", image_size=32, batch_size=4,
+                  device="cpu", vgg_weights="random", workers=0, init_epochs=2, checkpoint_every=1000)
+    run_train(TrainRequest(overrides={**common, "max_steps": 6}), Reporter())
+    init = measure(run, kas.held)
+    run_train(TrainRequest(overrides={**common, "max_steps": 12}, resume=True), Reporter())
+    final = measure(run, kas.held)
+    for figures in (init.figures, final.figures):
+        assert set(base) == set(figures) and all(np.isfinite(v) for v in figures.values())
+    assert len(final.outputs) == 5 and all(o.shape == p.shape for o, p in zip(final.outputs, kas.held.photos))
+    assert init.figures != final.figures
+    # A second build over the same folder reuses what exists.
+    again = build_set(train_q, "cool", tmp_path / "ka", Reporter(), short_side=48, held_photos=held_q)
+    assert again.style_names == kas.style_names
+    assert len(Dataset.open(kas.dataset).manifest.records("photo")) == 15
