@@ -313,3 +313,16 @@ def accelerate(model: nn.Module, force: bool = False) -> int:
             conv._animegan_fast = True
             n += 1
     return n
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX tiles), as PyTorch's CPU feature
+    detection (cpuinfo) reports it: there oneDNN's bf16 convolutions run about twice as fast as fp32; elsewhere
+    bf16 is emulated and slower, so `--precision auto` stays fp32."""
+    cpu = getattr(torch, "cpu", None)
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(getattr(cpu, name, lambda: False)() for name in probes)
+    except RuntimeError:
+        return False
+

@@ -64,7 +64,7 @@ def test_same_result_as_the_plain_model_and_format_option(tmp_path: Path, weight
     src = write(tmp_path / "cat.png", img)
     stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "o", format="webp", batch_size=2))
     assert (tmp_path / "o" / "cat.webp").exists()
-    stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "o"))
+    stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "o", precision="fp32"))
     got = read_image(tmp_path / "o" / "cat.png").astype(int)
     g = GeneratorV2()
     g.load_state_dict(torch.load(weights, weights_only=True))
@@ -72,6 +72,51 @@ def test_same_result_as_the_plain_model_and_format_option(tmp_path: Path, weight
         y = g.eval()(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1)
     ref = ((y[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
     assert np.abs(got - ref).max() <= 1  # fast CPU convolutions change results by rounding only
+    # bf16 (what --precision auto picks on CPUs that compute it natively): within a level on average.
+    stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "b", precision="bf16"))
+    assert np.abs(read_image(tmp_path / "b" / "cat.png").astype(int) - ref).mean() <= 1.0
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it_and_falls_back_when_bf16_breaks_the_model(
+        tmp_path: Path, weights: Path, monkeypatch):
+    import pipelines.inference.stylize as st
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(st, "native_cpu_bf16", lambda: False)
+    assert st.resolve_precision("auto", cpu) == torch.float32
+    monkeypatch.setattr(st, "native_cpu_bf16", lambda: True)
+    assert st.resolve_precision("auto", cpu) == torch.bfloat16
+    assert st.resolve_precision("fp32", cpu) == torch.float32  # an explicit choice is kept
+
+    src = write(tmp_path / "cat.png", photo("chelsea", 64, 48))
+    rep = RecordingReporter()
+    stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "ok"), rep)
+    assert any("precision bfloat16" in line for line in rep.infos)
+
+    # A model whose output bf16 changes a lot (its last layer amplifies tiny differences): auto falls back to fp32.
+    class Fragile(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            y = self.inner(x)
+            return torch.tanh((y - y.detach().float().round(decimals=2)) * 1e4)
+
+    import pipelines.models.weights as weights_mod
+
+    real_load = weights_mod.load_generator
+
+    def fragile_load(path, device="cpu"):
+        loaded = real_load(path, device)
+        loaded.model.generator = Fragile(loaded.model.generator)
+        return loaded
+
+    monkeypatch.setattr(weights_mod, "load_generator", fragile_load)
+    rep = RecordingReporter()
+    stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "fragile"), rep)
+    assert any("bfloat16 changes this model's output" in line and "using fp32" in line for line in rep.infos)
+    assert any("precision float32" in line for line in rep.infos)
 
 
 def test_corrupt_image_among_good_ones(tmp_path: Path, weights: Path):
