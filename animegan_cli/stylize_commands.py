@@ -48,7 +48,7 @@ def stylize_cmd(
     overlap: int = typer.Option(64, "--overlap", min=0, max=512, help="Overlap between tiles in pixels (blended)."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Images or frames of equal size per forward pass."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
-    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA, fp32 on CPU."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; checked against fp32 on the first image (fp32 when bf16 changes the output)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="Video: H.264 constant rate factor (lower = better, larger)."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Video: x264 speed/size preset."),
     start: str = typer.Option("0", "--start", help="Video: where to begin, seconds or HH:MM:SS[.fff]."),
