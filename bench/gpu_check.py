@@ -9,7 +9,8 @@ fp16, with and without channels_last, and v2 once more with torch.compile. For e
 step (median over the steps after the first two), peak GPU memory, and the first step's loss terms against
 the fp32 run (the same weights and data: only precision differs; no NaN/inf, within the tolerances below).
 Then a 1080p clip with audio through `stylize` (decode, model, encode, audio copy) with v2 in fp16: frames/s
-end to end and peak memory.
+end to end and peak memory. Last, on CUDA, the known-answer style benchmark at GPU scale (`bench_style_learning.py`,
+`--style-learning-steps`, 0 to leave it out): whether each family learns a computed cartoon look.
 
 Writes gpu_check.json and gpu_check.md (a table) into --out and prints the table. Every check that fails says
 so in the `ok` column and in the JSON; the script exits 1 when any did.
@@ -211,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("gpu-check"))
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     ap.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile run")
+    ap.add_argument("--style-learning-steps", type=int, default=3000,
+                    help="on CUDA, finish with the known-answer style benchmark (bench_style_learning.py: every "
+                         "family, looks warm and pastel, 128 px crops, batch 8) for this many steps; 0 leaves it out")
     args = ap.parse_args(argv)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = "cuda" if cuda else "cpu"
@@ -248,6 +252,19 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(video_check(work, device, (1920, 1080) if cuda else (64, 48), 4.0 if cuda else 0.5,
                             "fp16" if cuda else "fp32"))
 
+    learning = ""
+    if cuda and args.style_learning_steps:
+        import subprocess
+
+        # Its own process: its figures are what the CPU runs in docs/benchmarks.md are compared with.
+        cmd = [sys.executable, str(Path(__file__).with_name("bench_style_learning.py")), "--device", "cuda",
+               "--image-size", "128", "--batch-size", "8", "--short-side", "256", "--looks", "warm", "pastel",
+               "--steps", str(args.style_learning_steps), "--out", str(work / "style-learning")]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        learning = done.stdout[-6000:] + (f"\n(exit {done.returncode}: {done.stderr[-2000:]})" if done.returncode else "")
+        print(learning, flush=True)
+        rows.append(Row("known-answer style benchmark", ok=done.returncode == 0, note=" ".join(cmd[2:])))
+
     doc = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "device": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
@@ -259,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = (f"gpu_check on {doc['device']}, torch {doc['torch']} (CUDA {doc['cuda']}), {doc['date']}, "
-          f"{size}x{size} batch {batch}, {doc['seconds']} s\n\n" + table(rows) + "\n")
+          f"{size}x{size} batch {batch}, {doc['seconds']} s\n\n" + table(rows) + "\n"
+          + (f"\nKnown-answer style benchmark:\n\n```\n{learning}\n```\n" if learning else ""))
     (args.out / "gpu_check.md").write_text(md)
     print(md)
     return 0 if doc["ok"] else 1
