@@ -3,6 +3,8 @@ scikit-image ships), never from the development-only `../shared` folder."""
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 from fractions import Fraction
@@ -31,6 +33,17 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _pixel_limit():
+    """`--max-pixels` sets ANIMEGAN_MAX_PIXELS in this process's environment (so workers inherit it): a CLI test
+    that passes it must not lower the limit for every test after it."""
+    old = os.environ.pop("ANIMEGAN_MAX_PIXELS", None)
+    yield
+    os.environ.pop("ANIMEGAN_MAX_PIXELS", None)
+    if old is not None:
+        os.environ["ANIMEGAN_MAX_PIXELS"] = old
 
 
 # Colour photos shipped by scikit-image; used as "photos" and, posterized, as "anime frames".
