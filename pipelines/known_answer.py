@@ -240,6 +240,7 @@ def labelled_grid(rows: Sequence[Sequence[tuple[str, np.ndarray]]], title: Seque
                 parts.append(gap)
             parts.append(np.concatenate([label_strip([text], x.shape[1]), x], axis=0))
         built.append(np.concatenate(parts, axis=1))
-    width = max(r.shape[1] for r in built)
+    text_width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for t in title) + 8 if title else 0
+    width = max(text_width, *(r.shape[1] for r in built))  # the title is never cut off
     padded = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in built]
     return np.concatenate([label_strip(title, width), *padded], axis=0)
