@@ -146,7 +146,8 @@ def run_demo(options: DemoOptions, reporter: Reporter) -> DemoResult:
     steps_per_epoch = max(1, max(frames, len(kas.photo_names)) // options.batch_size)
     overrides = dict(
         dataset=str(kas.dataset), out=str(run_dir), model=MODEL, max_steps=options.steps, weights=dict(WEIGHTS),
-        init_epochs=max(1, round(options.init_steps / steps_per_epoch)), image_size=options.image_size, batch_size=options.batch_size,
+        init_epochs=max(1, round(options.init_steps / steps_per_epoch)), epochs=10_000,  # --steps decides the length
+        image_size=options.image_size, batch_size=options.batch_size,
         device=options.device, seed=options.seed, vgg_weights=vgg, workers=0, checkpoint_every=100,
     )
     resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.pt"))
