@@ -109,7 +109,11 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
         saved_path = run_dir / CONFIG_NAME
         if not saved_path.is_file():
             raise TrainingError(f"{run_dir}: not a training run (no {CONFIG_NAME}); nothing to resume")
-        saved = TrainConfig.model_validate(load_config_file(saved_path))
+        raw_saved = load_config_file(saved_path)
+        # Runs from before these options existed computed neither: resuming them must not start to.
+        raw_saved.setdefault("ema", 0.0)
+        raw_saved.setdefault("color_target", "photo")
+        saved = TrainConfig.model_validate(raw_saved)
         changes = {}
         for k, v in given.items():
             old = getattr(saved, k)

@@ -364,3 +364,20 @@ def test_a_second_train_into_the_same_run_folder_is_refused(straight, tmp_path):
     # Once it is gone (killed), the folder is free: the lock is the operating system's.
     res = train("--out", str(run), "--resume", "--max-steps", "4", "-q")
     assert res.exit_code == 0, res.output
+
+
+def test_a_run_from_before_the_average_and_the_anchor_resumes_as_it_was(straight, tmp_path):
+    """A config.json without `ema` and `color_target` (runs of earlier versions) resumes without either."""
+    import shutil
+
+    _, ref = straight
+    run = tmp_path / "old"
+    shutil.copytree(ref, run)
+    doc = json.loads((run / "config.json").read_text())
+    for key in ("ema", "color_target"):
+        doc["config"].pop(key)
+    (run / "config.json").write_text(json.dumps(doc))
+    res = train("--out", str(run), "--resume", "--max-steps", "9", "-q")
+    assert res.exit_code == 0, res.output
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["ema"] == 0.0 and saved["color_target"] == "photo"
