@@ -28,6 +28,7 @@ from .data.importing import add_images
 from .data.smoothing import SmoothOptions, make_smooth
 from .evaluation.known_answer import gap_figures
 from .fileio import read_image, write_image
+from .inference.stylize import Engine
 from .models.weights import load_generator
 from .progress import Reporter
 
@@ -192,16 +193,11 @@ def load_held(root: str | Path, names: Sequence[str] | None = None) -> HeldOut:
     return held
 
 
-@torch.no_grad()
 def generate(weights: str | Path, images: Sequence[np.ndarray], device: str = "cpu") -> list[np.ndarray]:
-    """A trained generator's outputs for `images` (`[H, W, 3] uint8 RGB` -> same), one image at a time."""
-    model = load_generator(weights, device).model
-    out = []
-    for img in images:
-        x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)  # [1, 3, H, W] in [-1, 1]
-        y = model(x)[0].float().add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
-        out.append(np.ascontiguousarray(y))
-    return out
+    """A trained generator's outputs for `images` (`[H, W, 3] uint8 RGB` -> same), one image at a time, through
+    stylize's engine in fp32 (so the figures do not depend on the CPU's bf16 support)."""
+    engine = Engine(load_generator(weights, device).model, torch.device(device), torch.float32)
+    return [engine.stylize_image(img) for img in images]
 
 
 def measure(weights: str | Path, held: HeldOut, device: str = "cpu") -> Measured:
