@@ -37,6 +37,11 @@ class Preset(str, Enum):
     veryslow = "veryslow"
 
 
+class Chroma(str, Enum):
+    c420 = "420"
+    c444 = "444"
+
+
 def stylize_cmd(
     inputs: list[Path] = typer.Argument(..., help="Image files, folders (recursive) and videos."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Run folder, exported .safetensors or community AnimeGANv2 .pt. Default: the newest run under ./runs."),
@@ -51,6 +56,8 @@ def stylize_cmd(
     precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; checked against fp32 on the first image (fp32 when bf16 changes the output)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="Video: H.264 constant rate factor (lower = better, larger)."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Video: x264 speed/size preset."),
+    stabilize: float = typer.Option(0.7, "--stabilize", min=0.0, max=0.95, help="Video: how strongly each frame follows the previous result along the input's optical flow, where the flow is reliable (against flicker; cuts, occlusions and new content take the current frame). 0: frame by frame."),
+    chroma: Chroma = typer.Option(Chroma.c420, "--chroma", help="Video: 420 plays everywhere; 444 keeps full colour resolution (no subsampling flicker at outlines; plays in VLC, mpv, editors, not in Safari/QuickTime)."),
     start: str = typer.Option("0", "--start", help="Video: where to begin, seconds or HH:MM:SS[.fff]."),
     end: Optional[str] = typer.Option(None, "--end", help="Video: where to stop (exclusive), seconds or HH:MM:SS[.fff]. Default: the end.", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that are already up to date."),
@@ -61,7 +68,8 @@ def stylize_cmd(
 
     Outputs keep each input's name (videos become .mp4 unless their container holds H.264) and are
     written atomically; an output newer than its input and the weights is skipped, so a stopped
-    run resumes. Video keeps its frame times and its audio.
+    run resumes. Video keeps its frame times and its audio, and is stabilized against flicker
+    (--stabilize).
     """
     from pipelines.inference.stylize import StylizeOptions, stylize
 
@@ -70,6 +78,7 @@ def stylize_cmd(
         weights=weights, out_dir=out, format=fmt.value if fmt else None, max_side=max_side, tile=tile,
         overlap=overlap, batch_size=batch_size, device=device.value, precision=precision.value, crf=crf,
         preset=preset.value, start=start, end=end, overwrite=overwrite, max_memory=max_memory,
+        stabilize=stabilize, chroma=chroma.value,
     )
     with RichReporter(quiet=quiet) as reporter:
         summary = run(lambda: stylize(inputs, opts, reporter))

@@ -59,10 +59,12 @@ def train(
     reference: Optional[Reference] = typer.Option(None, "--reference", help="Style2paints: the training reference is the illustration itself (the paper's way) or a colour-jittered, TPS-warped copy, so positions cannot be copied. [default: original]", show_default=False),
     target_norm: Optional[TargetNorm] = typer.Option(None, "--target-norm", help="Style2paints: norm() of the discriminator's fc1 targets: v/max(v) or v/|v| (docs/colorize.md). [default: max]", show_default=False),
     ema: Optional[float] = typer.Option(None, "--ema", min=0.0, max=0.9999, help="Decay of the generator's weight average that samples, evaluations and exports use, from the GAN phase on (warms up as (1+n)/(10+n)); 0: the raw weights. [default: 0.999]", show_default=False),
+    temporal_weight: Optional[float] = typer.Option(None, "--temporal-weight", min=0.0, max=1000.0, help="AnimeGAN/White-box: weight of a shift-consistency term (the output of a slightly shifted photo against the shifted output) that steadies video; 0: off. [default: 0]", show_default=False),
     color_target: Optional[ColorTarget] = typer.Option(None, "--color-target", help="AnimeGAN/White-box colour anchor: the photo graded to the style set's colour statistics (style), or the photo itself (photo: the reference loss). [default: style]", show_default=False),
     gan_loss: Optional[GanLoss] = typer.Option(None, "--gan-loss", help="Adversarial loss. [default: lsgan]", show_default=False),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, max=100_000, help="GAN-phase epochs. [default: 100]", show_default=False),
-    init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss). [default: v2: 10, v1: 1]", show_default=False),
+    init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss). [default: v2: 10, v1: 1; 0 with --init-weights]", show_default=False),
+    init_weights: Optional[Path] = typer.Option(None, "--init-weights", help="Fine-tune: start the generator from a run folder, an exported .safetensors or a community AnimeGANv2 .pt (its architecture must be --model's); the run records its path and SHA-256.", show_default=False),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many generator steps (both phases counted); default: all epochs.", show_default=False),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=4096, help="Images per step (per GPU with --nproc). [default: v2: 12, v1: 6]", show_default=False),
     image_size: Optional[int] = typer.Option(None, "--image-size", min=32, max=4096, help="Side of the random square crops, a multiple of 4. [default: 256]", show_default=False),
@@ -111,12 +113,13 @@ def train(
     given: dict[str, Any] = {
         "dataset": None if dataset is None else str(dataset), "out": None if out is None else str(out),
         "model": model, "style": style, "gan_loss": gan_loss, "epochs": epochs, "init_epochs": init_epochs,
+        "init_weights": str(init_weights) if init_weights is not None else None,
         "max_steps": max_steps, "batch_size": batch_size, "image_size": image_size, "lr_init": lr_init,
         "lr_g": lr_g, "lr_d": lr_d, "device": device, "seed": seed, "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
         "cpu_kernels": cpu_kernels, "memory_format": memory_format, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
         "superpixels": superpixels, "illustration_set": illustration_set, "reference": reference,
-        "target_norm": target_norm, "ema": ema, "color_target": color_target, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
+        "target_norm": target_norm, "ema": ema, "temporal_weight": temporal_weight, "color_target": color_target, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
     }
     weights = {
         "adv": adv_weight, "d_adv": d_adv_weight, "content": content_weight, "style": style_weight,

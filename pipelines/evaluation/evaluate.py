@@ -5,7 +5,8 @@ Outputs are paired with their inputs (`--reference`) by relative path without th
 correlation and colour shift (pipelines.evaluation.metrics). Against a dataset's style set
 (`--style`): colour-histogram distance and, with VGG weights, Gram-matrix distance, for the outputs and
 for their inputs, so a user sees whether the outputs moved towards the style. With an Inception file:
-FID and KID (pipelines.evaluation.fid).
+FID and KID (pipelines.evaluation.fid). Videos (paired the same way with their input videos): the
+warping error, how much the stylization flickers (pipelines.evaluation.temporal).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import AnimeganError, InputError
-from ..fileio import is_image_path, iter_files, read_image
+from ..fileio import is_image_path, is_video_path, iter_files, read_image
 from ..progress import Reporter
 from . import metrics as M
 
@@ -36,18 +37,23 @@ class EvalOptions:
     vgg_weights: str | None = None  # imagenet | random | PATH: enables the Gram distance
     inception_weights: Path | None = None  # enables FID and KID
     fid_against: Path | None = None  # folder of images, or a dataset (its `style_set`); default: --style
+    flow: str = "dis"  # videos: optical flow for the warping error (dis | raft)
+    flow_weights: Path | None = None  # videos: torchvision RAFT state dict, with flow="raft"
+    max_frames: int | None = None  # videos: measure at most this many frames of each
 
 
 @dataclass
 class EvalResult:
     metrics: dict[str, float] = field(default_factory=dict)  # metric name -> mean over the outputs
     images: list[dict[str, Any]] = field(default_factory=list)  # one row per output
+    videos: list[dict[str, Any]] = field(default_factory=list)  # one row per output video
     unpaired: list[str] = field(default_factory=list)  # outputs with no reference image
     failed: int = 0  # outputs or references that could not be read (each already warned about)
     protocol: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "count": len(self.images), "images": self.images,
+        return {"metrics": self.metrics, "count": len(self.images) + len(self.videos), "images": self.images,
+                "videos": self.videos,
                 "unpaired": self.unpaired, "failed": self.failed, "protocol": self.protocol}
 
 
@@ -65,9 +71,11 @@ def _key(rel: Path) -> str:
     return rel.with_suffix("").as_posix()
 
 
-def _files(path: Path) -> list[tuple[Path, str]]:
-    """(file, pairing key) for an image file or every image under a folder."""
-    return [(f, _key(f.relative_to(root)) if root != f else f.stem) for f, root in iter_files([path], is_image_path)]
+def _files(path: Path, videos: bool = False) -> list[tuple[Path, str]]:
+    """(file, pairing key) for an image file or every image under a folder (`videos`: the same for videos)."""
+    accept = is_video_path if videos else is_image_path
+    return [(f, _key(f.relative_to(root)) if root != f else f.stem) for f, root in iter_files([path], accept)
+            if is_video_path(f) == videos]
 
 
 def _read(path: Path, reporter: Reporter) -> np.ndarray | None:
@@ -106,8 +114,13 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
     # Every image is read once: the unpaired figures' statistics are gathered while it is in memory.
     outs, inputs = _SetStats(gram, extractor), _SetStats(gram, None)
     out_files = [f for p in outputs for f in _files(Path(p))]
-    if not out_files:
-        raise InputError(outputs[0] if outputs else None, "no image files to evaluate")
+    out_videos = [f for p in outputs for f in _files(Path(p), videos=True)]
+    if not out_files and not out_videos:
+        raise InputError(outputs[0] if outputs else None, "no image or video files to evaluate")
+    if out_videos:
+        _evaluate_videos(out_videos, options, reporter, result)
+        if not out_files:
+            return result
     refs: dict[str, Path] = {}
     if options.reference is not None:
         ref_files = _files(options.reference)
@@ -192,6 +205,49 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
                                   f"its own size (resized to 299 inside the network); {r.real} images of {against} "
                                   f"against {r.fake} outputs; KID subsets of {min(1000, r.real, r.fake)}")
     return result
+
+
+def _evaluate_videos(videos: list[tuple[Path, str]], options: EvalOptions, reporter: Reporter,
+                     result: EvalResult) -> None:
+    """Warping error of each output video against its input video (pipelines.evaluation.temporal)."""
+    from ..models.flow import make_flow
+    from .temporal import video_warping_error
+
+    if options.reference is None:
+        raise InputError(videos[0][0], "a video's flicker is measured against the video it was made from: give "
+                                       "--reference INPUT_VIDEO (or a folder of them)")
+    flow = make_flow(options.flow, options.flow_weights)
+    if options.reference.is_file():  # one input video: every output is a version of it
+        refs = {k: options.reference for _, k in videos}
+    else:
+        refs = dict((k, f) for f, k in reversed(_files(options.reference, videos=True)))
+    reporter.start("eval-video", "measure videos", total=len(videos))
+    for f, key in videos:
+        ref = refs.get(key)
+        if ref is None:
+            result.unpaired.append(str(f))
+        else:
+            try:
+                e = video_warping_error(f, ref, flow, options.max_frames)
+                result.videos.append({"output": str(f), "reference": str(ref), "warp_error": e.output,
+                                      "input_warp_error": e.input, "added_warp_error": e.added,
+                                      "frame_pairs": e.pairs, "flow_kept": e.kept})
+            except InputError as exc:
+                reporter.warn(str(exc))
+                result.failed += 1
+        reporter.advance("eval-video")
+    reporter.finish("eval-video")
+    if result.unpaired:
+        reporter.warn(f"{options.reference}: no reference video for {len(result.unpaired)} output video(s) "
+                      f"(first: {result.unpaired[0]})")
+    for name in ("warp_error", "input_warp_error", "added_warp_error"):
+        if result.videos:
+            result.metrics[name] = float(np.mean([r[name] for r in result.videos]))
+    result.protocol["warp_error"] = (
+        f"Lai et al. 2018: flow ({flow.name}) between consecutive input frames (scaled to the output's size), "
+        "pixels failing Ruder et al. 2016's forward-backward and motion-boundary tests left out, mean squared RGB "
+        "difference in [0, 1] between output frame t and output frame t+1 warped onto t; input_warp_error: the same "
+        "for the input video (the floor); added = output - input")
 
 
 class _SetStats:
@@ -295,10 +351,14 @@ def format_table(result: EvalResult) -> list[str]:
         "fid": "lower = closer to the compared set",
         "kid": "lower = closer (x1000 is often quoted)",
         "kid_std": "spread of KID over its subsets",
+        "warp_error": "video flicker (warping error), lower = steadier",
+        "input_warp_error": "the same for the input video (the floor)",
+        "added_warp_error": "flicker the stylization added",
     }
-    return [f"{name:<17}{value:>10.4f}   {explain.get(name, '')}" for name, value in result.metrics.items()]
+    return [f"{name:<17}{value:>10.{6 if 'warp' in name else 4}f}   {explain.get(name, '')}"
+            for name, value in result.metrics.items()]
 
 
 def require_outputs(result: EvalResult) -> None:
-    if not result.images:
+    if not result.images and not result.videos:
         raise AnimeganError("no output could be read; nothing was measured")

@@ -5,6 +5,8 @@
 - Any size: the output has the input's size (after the optional `max_side` downscale). Images
   that would not fit in memory are stylized tile by tile (`pipelines.inference.tiling`), so are all images
   when `tile` is set.
+- Videos go through `pipelines.inference.video_stage`: frames batched, stabilized against flicker
+  (`pipelines.inference.stabilize`), encoded with the source's audio and timestamps.
 - Speed: images of equal size are batched; reading and writing run in threads beside the
   network; on CUDA channels_last and fp16/bf16 autocast; on CPU `pipelines.models.cpu_speed` keeps
   large blocks mapped and sends the dense stride-1 convolutions through NNPACK (Winograd/FFT) when
@@ -18,8 +20,6 @@
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,12 +33,14 @@ import torch
 from torch import nn
 
 from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
-from ..errors import AnimeganError, InputError, PartialFailure
-from ..fileio import (atomic_path, is_image_path, is_video_path, iter_files, read_image, remove_stale_temporaries,
+from ..errors import InputError, PartialFailure
+from ..fileio import (is_image_path, is_video_path, iter_files, read_image, remove_stale_temporaries,
                       write_image)
 from ..data.video import parse_time
 from ..progress import Reporter, plural
+from .stabilize import DEFAULT_STRENGTH
 from .tiling import stylize_tiled, tiles_for
+from .video_stage import VideoSettings, stylize_video
 
 FORMATS = ("png", "jpg", "webp")
 DEVICES = ("auto", "cuda", "cpu")
@@ -76,6 +78,8 @@ class StylizeOptions:
     precision: str = "auto"
     crf: int = 18
     preset: str = "medium"
+    chroma: str = "420"  # video: 420 (plays everywhere) or 444 (no colour subsampling; VLC, mpv, editors)
+    stabilize: float = DEFAULT_STRENGTH  # video: temporal stabilizer strength in [0, 1); 0 = frame by frame
     start: float | str = 0.0  # video only: seconds, or "HH:MM:SS[.fff]" (parsed by `stylize`)
     end: float | str | None = None
     overwrite: bool = False
@@ -384,6 +388,10 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
     check_format(options.format)
+    if not 0.0 <= options.stabilize < 1.0:
+        raise InputError(None, f"--stabilize must be at least 0 and below 1, not {options.stabilize:g}")
+    if options.chroma not in ("420", "444"):
+        raise InputError(None, f"--chroma must be 420 or 444, not {options.chroma}")
     options = replace(options, start=parse_time(options.start, "--start") or 0.0, end=parse_time(options.end, "--end"))
     if options.end is not None and options.end <= options.start:
         raise InputError(None, f"--end ({options.end:g} s) must be after --start ({options.start:g} s)")
@@ -421,13 +429,16 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
 
     images = [j for j in todo if not j.video]
     videos = [j for j in todo if j.video]
+    video_settings = VideoSettings(max_side=options.max_side, batch_size=options.batch_size, start=options.start,
+                                   end=options.end, crf=options.crf, preset=options.preset, chroma=options.chroma,
+                                   stabilize=options.stabilize)
     if images:
         _stylize_images(images, engine, options, reporter, summary)
     for job in videos:
         if reporter.should_abort():
             break
         try:
-            _stylize_video(job, engine, options, reporter)
+            stylize_video(job.src, job.dst, engine, video_settings, reporter)
             summary.done += 1
             summary.outputs.append(job.dst)
         except InputError as exc:
@@ -531,126 +542,3 @@ def _stylize_images(jobs: list[_Job], engine: Engine, options: StylizeOptions, r
                 reporter.warn(f"{job.dst}: could not write ({exc})")
                 summary.failed += 1
     reporter.finish("images")
-
-
-# ---- video -------------------------------------------------------------------------------------
-
-
-_END = object()
-
-
-def _stylize_video(job: _Job, engine: Engine, options: StylizeOptions, reporter: Reporter) -> None:
-    """Decode (thread) -> stylize in batches -> encode and mux (thread), into a temp file renamed at the end."""
-    from ..data.video import TruncatedVideo, iter_frames, probe_video
-    from .video_encode import VideoWriter, pick_encoder
-
-    info = probe_video(job.src)
-    w, h = info.width, info.height
-    if options.max_side and max(w, h) > options.max_side:
-        s = options.max_side / max(w, h)
-        w, h = max(2, round(w * s)), max(2, round(h * s))
-    encoder = pick_encoder()
-    if encoder != "libx264":
-        reporter.warn(f"{job.src}: libx264 is not available in this PyAV build; encoding with {encoder}")
-    if w % 2 or h % 2:
-        reporter.info(f"{job.src}: {w}x{h} has an odd side; H.264 (yuv420p) drops the last row/column")
-    end = options.end if options.end is None or info.duration is None else min(options.end, info.duration)
-    span = (end if end is not None else (info.duration or 0.0)) - options.start
-    total = max(1, round(span * float(info.fps))) if span > 0 else None
-    key = f"video:{job.src}"
-    reporter.start(key, job.src.name, total=total)
-
-    frames_q: queue.Queue = queue.Queue(maxsize=2 * options.batch_size + 2)
-    enc_q: queue.Queue = queue.Queue(maxsize=4)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    truncated: list[TruncatedVideo] = []
-
-    def decode() -> None:
-        try:
-            for fr in iter_frames(job.src, options.start, options.end):
-                if stop.is_set():
-                    return
-                img = fr.image
-                if img.shape[1] != w or img.shape[0] != h:
-                    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-                frames_q.put((img, fr.time))
-        except TruncatedVideo as exc:  # the frames that were there are stylized; said at the end
-            truncated.append(exc)
-        except BaseException as exc:  # handed to the main thread, which reports it
-            errors.append(exc)
-        finally:
-            frames_q.put(_END)
-
-    with atomic_path(job.dst) as tmp:
-        writer = VideoWriter(tmp, job.src, w, h, info.fps, start=options.start, end=options.end,
-                             crf=options.crf, preset=options.preset, encoder=encoder)
-
-        def encode() -> None:
-            try:
-                while (item := enc_q.get()) is not _END:
-                    outs, times = item
-                    for out, t in zip(outs, times):
-                        writer.write(out, t)
-            except BaseException as exc:
-                errors.append(exc)
-                stop.set()
-                while enc_q.get() is not _END:  # keep draining so the producer never blocks
-                    pass
-
-        threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=encode, daemon=True)]
-        for t in threads:
-            t.start()
-        n, t_start = 0, time.perf_counter()
-        try:
-            limit = engine.batch_limit(h, w, options.batch_size)
-            ended = False
-            while not ended and not stop.is_set():
-                imgs, times = [], []
-                while len(imgs) < limit:
-                    item = frames_q.get()
-                    if item is _END:
-                        ended = True
-                        break
-                    imgs.append(item[0])
-                    times.append(item[1])
-                if not imgs:
-                    break
-                if engine.needs_tiling(h, w):
-                    outs = [engine.stylize_image(im) for im in imgs]
-                else:
-                    outs = list(engine.stylize_batch(np.stack(imgs)))
-                enc_q.put((outs, times))
-                n += len(imgs)
-                reporter.advance(key, len(imgs), fps=n / max(1e-9, time.perf_counter() - t_start))
-                if reporter.should_abort():
-                    raise AnimeganError(f"{job.src}: interrupted")
-        finally:
-            stop.set()  # the decoder stops at its next frame (it has already ended on success)
-            enc_q.put(_END)
-            # Unblock the decoder if it is waiting on a full queue, then wait for both threads.
-            while threads[0].is_alive():
-                try:
-                    frames_q.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            for t in threads:
-                t.join()
-        if errors:
-            writer.abort()
-            exc = errors[0]
-            if isinstance(exc, AnimeganError):
-                raise exc
-            raise InputError(job.src, f"could not stylize video ({type(exc).__name__}: {exc})")
-        if n == 0:
-            writer.abort()
-            raise InputError(job.src, "no frames in the requested time range")
-        try:
-            writer.close()
-        except Exception as exc:
-            raise InputError(job.dst, f"could not finish writing the video ({type(exc).__name__}: {exc})") from None
-    reporter.finish(key)
-    audio = {None: "no audio", "copy": "audio copied", "aac": "audio re-encoded to AAC"}[writer.audio_mode]
-    reporter.info(f"{job.dst}: {plural(n, 'frame')}, {w}x{h}, {audio}")
-    for exc in truncated:
-        reporter.warn(f"{exc}; {job.dst} has the {plural(n, 'frame')} that could be decoded")

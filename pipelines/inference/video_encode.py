@@ -3,7 +3,7 @@
 `VideoWriter` takes upright `[H, W, 3] uint8 RGB` frames with their source times (seconds from the
 start of the source's video stream, as `pipelines.data.video.VideoFrame.time` gives them) and:
 
-- encodes H.264 with libx264 (`crf`, `preset`), or the first other H.264 / MPEG-4 encoder
+- encodes H.264 with libx264 (`crf`, `preset`, `chroma` 4:2:0 or 4:4:4), or the first other H.264 / MPEG-4 encoder
   available (the caller is told which, to warn the user);
 - keeps every frame's own timestamp (variable frame rate survives), shifted so that `start` is 0;
 - writes no rotation metadata (frames arrive upright), so width and height are what a player
@@ -32,6 +32,10 @@ H264_CONTAINERS = (".mp4", ".m4v", ".mov", ".mkv", ".ts", ".flv", ".avi")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # Encoders tried in order; the first is the one users expect, the others are fallbacks.
 ENCODERS = ("libx264", "libopenh264", "h264_videotoolbox", "mpeg4")
+# Chroma subsampling: 4:2:0 plays everywhere (phones, browsers, QuickTime) but halves colour resolution on a
+# grid that does not move with the picture, which adds flicker of its own at a stylized video's saturated
+# outlines (docs/benchmarks.md); 4:4:4 adds none and plays in VLC, mpv, ffmpeg-based editors.
+CHROMA = ("420", "444")
 
 
 def output_suffix(input_path: Path) -> str:
@@ -54,20 +58,25 @@ class VideoWriter:
 
     def __init__(self, path: Path, source: Path, width: int, height: int, fps: Fraction,
                  start: float = 0.0, end: float | None = None, crf: int = 18, preset: str = "medium",
-                 encoder: str | None = None, copy_audio: bool = True):
+                 encoder: str | None = None, copy_audio: bool = True, chroma: str = "420"):
         self.path = Path(path)
         self.start = float(start)
         self.end = end
         self.encoder = encoder or pick_encoder()
+        if chroma not in CHROMA:
+            raise ValueError(f"chroma must be one of {CHROMA}, not {chroma!r}")
+        # 4:4:4 only where x264 encodes it (High 4:4:4 Predictive); the fallbacks get 4:2:0.
+        self.chroma = chroma if self.encoder == "libx264" else "420"
         # yuv420p needs even sides; an odd source loses its last row/column (reported by the caller).
-        self.width, self.height = width - width % 2, height - height % 2
+        sub = 2 if self.chroma == "420" else 1
+        self.width, self.height = width - width % sub, height - height % sub
         self.out = av.open(str(self.path), mode="w")
         fps = Fraction(fps) if fps else Fraction(25)
         # 1/90000 s (the MPEG clock) holds the frame times of every common rate exactly or to 6 us.
         self.time_base = Fraction(1, 90000)
         self.vstream = self.out.add_stream(self.encoder, rate=fps)
         self.vstream.width, self.vstream.height = self.width, self.height
-        self.vstream.pix_fmt = "yuv420p"
+        self.vstream.pix_fmt = f"yuv{self.chroma}p"
         cc = self.vstream.codec_context
         cc.time_base = self.time_base
         self.vstream.time_base = self.time_base

@@ -304,6 +304,12 @@ def load_colorizer(path: str | Path, device: str | torch.device = "cpu") -> Load
     return load_weights(path, device, want="colorizer")
 
 
+def load_bare_generator(path: str | Path) -> tuple[nn.Module, str, dict[str, Any], Path]:
+    """(the stylizer network itself, with the file's weights, on CPU; its architecture; its description; the file
+    read), for training to start from (fine-tuning). Same files and checks as `load_generator`."""
+    return _load_network(path, "image")
+
+
 def load_weights(path: str | Path, device: str | torch.device = "cpu", want: str | None = None) -> LoadedGenerator:
     """Either kind of network, wrapped for inference by its kind (`info["kind"]`); `want` refuses the other."""
     generator, arch, info, source = _load_network(path, want)

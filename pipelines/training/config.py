@@ -31,7 +31,11 @@ class TrainConfig(BaseModel):
     style: Literal["hayao", "shinkai", "paprika"] = Field("hayao", description="AnimeGANv2 loss-weight preset")
     gan_loss: Literal["lsgan", "hinge"] = "lsgan"
     epochs: int | None = Field(None, ge=0, le=100_000, description="GAN-phase epochs")
-    init_epochs: int | None = Field(None, ge=0, le=100_000, description="init-phase (reconstruction) epochs")
+    init_epochs: int | None = Field(None, ge=0, le=100_000, description="init-phase (reconstruction) epochs; 0 with --init-weights")
+    init_weights: str | None = Field(None, description="fine-tune: start the generator from a run folder, an exported "
+                                                       ".safetensors or a community AnimeGANv2 .pt")
+    init_weights_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                            description="SHA-256 of the --init-weights file, recorded when the run starts")
     max_steps: int | None = Field(None, ge=1, description="stop after this many generator steps (both phases)")
     batch_size: int | None = Field(None, ge=1, le=4096, description="images per step per process")
     image_size: int = Field(256, ge=32, le=4096, multiple_of=4, description="crop side in pixels")
@@ -58,6 +62,9 @@ class TrainConfig(BaseModel):
     color_target: Literal["style", "photo"] = Field(
         "style", description="AnimeGAN/White-box colour anchor: the photo graded to the style set's colour statistics, "
                              "or the photo itself (the reference loss)")
+    temporal_weight: float = Field(
+        0.0, ge=0, description="AnimeGAN/White-box: weight of the shift-consistency term (G of a shifted photo against "
+                               "the shifted G(photo)), against video flicker; 0: off")
     # White-box Cartoonization only (recipes/whitebox.py):
     preset: Literal["anchored", "released", "paper"] = Field(
         "anchored", description="White-box loss-weight preset: the released code's plus a colour anchor, the released code's, "

@@ -56,7 +56,7 @@ from .checkpoints import (
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..models.registry import get_architecture
 from ..errors import InputError, TrainingError
-from ..fileio import atomic_write_bytes, write_image
+from ..fileio import atomic_write_bytes, sha256_file, write_image
 from ..data.manifest import Dataset
 from ..data.smoothing import available_cores
 from ..progress import Reporter
@@ -141,6 +141,10 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
             raise InputError(where, f"weights.{name}: must be a finite number >= 0, not {value}")
         weights[name] = float(value)
     fill["weights"] = weights
+    if cfg.init_weights is not None:
+        fill.update(_init_source(cfg, recipe(cfg.model_copy(update=fill)), where))
+    if cfg.temporal_weight > 0 and cfg.model == "style2paints":
+        raise InputError(where, "temporal_weight: the shift-consistency term is for the AnimeGAN and White-box families")
     multiple = get_architecture(recipe(cfg.model_copy(update=fill)).export_arch()[0]).size_multiple
     if cfg.image_size % multiple:
         lo = max(multiple, cfg.image_size // multiple * multiple)
@@ -151,6 +155,42 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
         suffix = f"-{cfg.style}" if cfg.model in ("animegan", "animeganv2") else ""
         fill["out"] = str(Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{cfg.model}{suffix}")
     return cfg.model_copy(update=fill)
+
+
+def _start_from(generator: nn.Module, config: TrainConfig, reporter: Reporter) -> None:
+    """Load the `--init-weights` generator into `generator`, refusing a file that changed since it was recorded."""
+    from ..models.weights import load_bare_generator
+
+    source = Path(config.init_weights)
+    if sha256_file(source) != config.init_weights_sha256:
+        raise InputError(source, "changed since this run recorded it (SHA-256 differs); start a new run to use it")
+    # Building the file's network draws initial weights: from a forked RNG, so that the run's random draws (a random
+    # VGG, the data) are those of a resume, which does not read this file.
+    with torch.random.fork_rng(devices=[]):
+        net, _, _, _ = load_bare_generator(source)
+    generator.load_state_dict(net.state_dict())
+    skipped = "; init phase skipped (it already reconstructs photos)" if not config.init_epochs else ""
+    reporter.info(f"generator starts from {source} (sha256 {config.init_weights_sha256[:12]}){skipped}")
+
+
+def _init_source(cfg: TrainConfig, recipe: Recipe, where: str) -> dict[str, Any]:
+    """Fine-tuning: check that `--init-weights` holds the generator this model trains; its resolved path and hash,
+    and no init phase unless asked for (the generator already reconstructs photos)."""
+    from ..models.weights import load_bare_generator
+
+    if cfg.model == "style2paints":
+        raise InputError(where, "init_weights: fine-tuning is for the AnimeGAN and White-box families")
+    with torch.random.fork_rng(devices=[]):  # building the network must not move the global RNG
+        _, arch, _, source = load_bare_generator(cfg.init_weights)
+    want = recipe.export_arch()[0]
+    if arch != want:  # the weights fit any options of the same architecture (align_corners changes no tensor)
+        models = {"animegan_v1": "animegan", "animegan_v2": "animeganv2", "whitebox": "whitebox"}
+        hint = f"; fine-tune it with --model {models[arch]}" if arch in models else ""
+        raise InputError(source, f"holds an {arch} generator, not the {want} generator --model {cfg.model} trains{hint}")
+    out: dict[str, Any] = {"init_weights": str(source.resolve()), "init_weights_sha256": sha256_file(source)}
+    if cfg.init_epochs is None:
+        out["init_epochs"] = 0
+    return out
 
 
 # =============================================================================================
@@ -385,6 +425,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     # and every rank (DDP requires identical replicas).
     _seed_everything(config.seed)
     raw: dict[str, nn.Module] = recipe.build_networks()
+    if checkpoint is None and config.init_weights is not None:  # fine-tuning (a resume has it in its checkpoint)
+        _start_from(raw[recipe.generator_key], config, reporter)
     for net in raw.values():
         net.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
     frozen = recipe.build_frozen(device, reporter.info)

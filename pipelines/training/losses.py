@@ -108,6 +108,33 @@ def color_loss(real: torch.Tensor, fake: torch.Tensor, grade: Callable[[torch.Te
     )
 
 
+def random_shift(x: torch.Tensor, max_shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`theta` `[N, 2, 3]`, the sampling grid `[N, H, W, 2]`) of a random sub-pixel translation of up to
+    `max_shift` pixels each way per image; drawn from torch's global RNG, so a resumed run draws the same."""
+    n, _, h, w = x.shape
+    shift = (torch.rand(n, 2) * 2 - 1) * max_shift  # pixels (dx, dy)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2] = shift[:, 0] * 2 / w  # normalized coordinates span 2 over the side
+    theta[:, 1, 2] = shift[:, 1] * 2 / h
+    theta = theta.to(x.device)
+    return theta, F.affine_grid(theta, [n, 3, h, w], align_corners=False)
+
+
+def shift_consistency_loss(generate: Callable[[torch.Tensor], torch.Tensor], photo: torch.Tensor, fake: torch.Tensor,
+                           max_shift: float = 4.0) -> torch.Tensor:
+    """L1 between G(shift(photo)) and shift(G(photo)) for a random sub-pixel shift per image, away from the
+    borders the shift brings in: a generator whose output commutes with small motions of its input cannot
+    flicker under them (the temporal term VToonify trains with; needs no video). `photo`, `fake = G(photo)`:
+    `[N, 3, H, W]` in [-1, 1]."""
+    _, grid = random_shift(photo, max_shift)
+    shifted = F.grid_sample(photo, grid.to(photo.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    moved = F.grid_sample(fake.float(), grid.float(), mode="bilinear", padding_mode="border", align_corners=False)
+    m = int(max_shift) + 2  # columns and rows the shift may have filled from the border
+    out = generate(shifted).float()
+    return F.l1_loss(out[..., m:-m, m:-m], moved[..., m:-m, m:-m])
+
+
 @fp32
 def tv_loss(x: torch.Tensor) -> torch.Tensor:
     """Total variation of `[N, C, H, W]`: half the sum of the mean squared vertical and horizontal

@@ -28,6 +28,8 @@ class RunInfo:
     losses: dict[str, float] = field(default_factory=dict)  # the last loss row's generator and discriminator totals
     eval: dict[str, float] = field(default_factory=dict)  # the last held-out evaluation
     warnings: list[str] = field(default_factory=list)  # health warnings logged so far (kinds)
+    init_weights: str | None = None  # fine-tuned from this file (`--init-weights`)
+    init_weights_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +75,7 @@ def run_info(run_dir: Path) -> RunInfo | None:
         state = "not started"
     warnings = sorted({r["warning"] for r in rows if "warning" in r})
     return RunInfo(str(run_dir), str(config.get("model")), str(config.get("style")), step, total, state,
-                   losses, evals, warnings)
+                   losses, evals, warnings, config.get("init_weights"), config.get("init_weights_sha256"))
 
 
 def list_runs(root: Path) -> list[RunInfo]:

@@ -105,3 +105,29 @@ def test_losses_backpropagate_to_the_fake_image():
     loss = L.color_loss(real, fake) + L.tv_loss(fake) + L.style_loss(real, fake) + L.content_loss(real, fake)
     loss.backward()
     assert fake.grad is not None and torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
+
+
+def test_shift_consistency_is_zero_for_shift_equivariant_generators_and_not_otherwise():
+    torch.manual_seed(0)
+    photo = torch.rand(3, 3, 32, 32) * 2 - 1
+    # Affine pointwise maps commute with any shift, sub-pixel (bilinear) ones included.
+    for g in (lambda x: x, lambda x: 0.5 * x - 0.1):
+        assert float(L.shift_consistency_loss(g, photo, g(photo))) < 1e-6
+    pattern = torch.rand(1, 3, 32, 32) * 2 - 1  # a texture fixed to the frame, not to the content: flickers
+
+    def textured(x):
+        return x + 0.3 * pattern
+
+    assert float(L.shift_consistency_loss(textured, photo, textured(photo))) > 0.02
+    torch.manual_seed(5)
+    a = L.shift_consistency_loss(textured, photo, textured(photo))
+    torch.manual_seed(5)
+    assert float(L.shift_consistency_loss(textured, photo, textured(photo))) == float(a)  # the global RNG decides
+
+
+def test_temporal_weight_is_refused_for_style2paints():
+    from pipelines.errors import InputError
+    from pipelines.training.loop import resolve_config
+
+    with pytest.raises(InputError, match="temporal_weight"):
+        resolve_config(overrides={"dataset": "x", "model": "style2paints", "temporal_weight": 1.0})

@@ -129,4 +129,6 @@ class AnimeGANRecipe(Recipe):
         }
         if w["tv"] > 0:
             terms["tv"] = w["tv"] * L.tv_loss(fake.float())
+        if self.config.temporal_weight > 0:
+            terms["temporal"] = self.config.temporal_weight * L.shift_consistency_loss(nets["generator"], photo, fake)
         return terms

@@ -212,6 +212,9 @@ class WhiteboxRecipe(Recipe):
         terms["structure"] = w["structure"] * feature_l1(feat_sp, feat_fake)
         if w.get("color", 0.0) > 0:
             terms["color"] = w["color"] * L.color_loss(photo.float(), fake.float(), self.palette)
+        if self.config.temporal_weight > 0:
+            terms["temporal"] = self.config.temporal_weight * L.shift_consistency_loss(
+                lambda x: self._fake(g, x), photo, fake)
         return terms
 
     def close(self) -> None:
