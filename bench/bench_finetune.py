@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.fileio import is_image_path, iter_files, read_image, write_image  # noqa: E402
-from pipelines.known_answer import build_set, labelled_grid, measure, photo_baseline, skimage_quarters  # noqa: E402
+from pipelines.fileio import write_image  # noqa: E402
+from pipelines.known_answer import benchmark_photos, build_set, labelled_grid, measure, photo_baseline  # noqa: E402
 from pipelines.progress import Reporter  # noqa: E402
 from pipelines.training.loop import TrainRequest, run_train  # noqa: E402
 
@@ -78,12 +78,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-finetune"))
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
-    held_photos = None
-    if args.photos is not None:
-        photos = {p.stem: read_image(p) for p, _ in iter_files([args.photos], is_image_path)}
-    else:
-        photos, held_photos = skimage_quarters()
-    base = dict(model=args.family, image_size=args.image_size, batch_size=args.batch_size, device=args.device,
+    photos, held_photos = benchmark_photos(args.photos)
+    # epochs=10_000: the step counts decide each run's length (the family's default epochs would end it first).
+    base = dict(model=args.family, epochs=10_000, image_size=args.image_size, batch_size=args.batch_size, device=args.device,
                 vgg_weights="random", workers=0, checkpoint_every=10_000, eval_every=10_000, log_every=50)
     extra = parse(args.sets)
 

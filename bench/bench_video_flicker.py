@@ -34,7 +34,6 @@ import json
 import shutil
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -152,6 +151,9 @@ def main() -> None:
     ap.add_argument("--strength", type=float, default=None, help="default: stylize's")
     ap.add_argument("--chroma", nargs="+", default=["420"], choices=["420", "444"])
     ap.add_argument("--train-steps", type=int, default=800)
+    ap.add_argument("--per-frame-only", action="store_true",
+                    help="only the generators' own flicker (frames stylized one by one), to compare generators "
+                         "(e.g. trained with and without --temporal-weight)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-video-flicker"))
     args = ap.parse_args()
     if not args.video.is_file():
@@ -170,6 +172,10 @@ def main() -> None:
             base = warping_error(inputs, pf, flow)
             r: dict[str, object] = {"frames": len(inputs), "size": f"{inputs[0].shape[1]}x{inputs[0].shape[0]}",
                                     "input": base.input, "per_frame": base.output}
+            if args.per_frame_only:
+                res[name] = r
+                print(json.dumps({"weights": str(wpath), "clip": name, **r}, default=float), flush=True)
+                continue
             folder = args.out / f"g{wi}" / name
             t_pf, pf_video = timed_stylize(clip, wpath, folder / "pf", stabilize=0.0)
             r["per_frame_video"] = warping_error(inputs, pf_video, flow).output
@@ -195,6 +201,13 @@ def main() -> None:
             print(json.dumps({"weights": str(wpath), "clip": name, **r}, default=float), flush=True)
 
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    if args.per_frame_only:
+        print(f"\n{'generator':<10}{'clip':<6}{'input':>10}{'per-frame':>11}{'added':>10}")
+        for wi, res in enumerate(results.values()):
+            for name, r in res.items():
+                print(f"{'g%d' % wi:<10}{name:<6}{r['input']:>10.6f}{r['per_frame']:>11.6f}{r['per_frame'] - r['input']:>10.6f}")
+        print(f"\ngenerators: {', '.join(f'g{i} = {w}' for i, w in enumerate(results))}")
+        return
     print()
     print(f"{'generator':<12}{'clip':<6}{'frames':>7}{'input':>10}{'per-frame':>10}{'pf video':>10}{'stab':>10}"
           f"{'removed':>8}{'dE max':>7}{'edge min':>9}{'time x':>7}{'cut dE':>7}")

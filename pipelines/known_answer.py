@@ -27,7 +27,7 @@ from .data.cartoon import Look, cartoonize, get_look, outline_mask
 from .data.importing import add_images
 from .data.smoothing import SmoothOptions, make_smooth
 from .evaluation.known_answer import gap_figures
-from .fileio import read_image, write_image
+from .fileio import is_image_path, iter_files, read_image, write_image
 from .inference.stylize import Engine
 from .models.weights import load_generator
 from .progress import Reporter
@@ -128,6 +128,14 @@ def resize_short(rgb: np.ndarray, short: int) -> np.ndarray:
 def import_style(files: list[Path], dataset: Path, reporter: Reporter) -> None:
     """The default way the style share enters the dataset: `add-images` of the cartoon images."""
     add_images(files, "style", dataset, reporter)
+
+
+def benchmark_photos(folder: str | Path | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """(photos, held-out photos or None) for a benchmark: every image of `folder` (`build_set` holds some out), or
+    without one scikit-image's quarters (`skimage_quarters`: the held-out quarters are given)."""
+    if folder is None:
+        return skimage_quarters()
+    return {p.stem: read_image(p) for p, _ in iter_files([folder], is_image_path)}, None
 
 
 def build_set(photos: Mapping[str, np.ndarray], look: Look | str, root: str | Path, reporter: Reporter,

@@ -114,6 +114,15 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
         raw_saved.setdefault("ema", 0.0)
         raw_saved.setdefault("color_target", "photo")
         saved = TrainConfig.model_validate(raw_saved)
+        if given.get("init_weights") and saved.init_weights:  # the same file named another way is no change
+            from ..models.weights import resolve_weights_file
+
+            try:
+                if resolve_weights_file(given["init_weights"]).resolve() == Path(saved.init_weights):
+                    given["init_weights"] = saved.init_weights
+                    cfg = cfg.model_copy(update={"init_weights": saved.init_weights})
+            except InputError:
+                pass  # reported as a change below
         changes = {}
         for k, v in given.items():
             old = getattr(saved, k)

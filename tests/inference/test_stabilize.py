@@ -3,23 +3,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from animegan_cli.app import app
 from pipelines.evaluation.temporal import warping_error
 from pipelines.inference.stabilize import Stabilizer
-from pipelines.models.animegan import GeneratorV2
 from pipelines.models.flow import DisFlow
 
 from conftest import skimage_photo
-from test_stylize_video import make_video
+from test_stylize_video import make_video, weights  # noqa: F401 (a fixture: a tiny AnimeGANv2 file)
 
 runner = CliRunner()
 
@@ -88,14 +85,6 @@ def test_new_content_takes_the_current_frame():
     assert np.abs(out[35:55, 35:55].astype(int) - later[35:55, 35:55]).max() <= 1
 
 
-@pytest.fixture
-def weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path / "w.pt"
-    torch.save(GeneratorV2().state_dict(), path)
-    return path
-
-
 def test_stylize_video_options(tmp_path, weights):
     src = make_video(tmp_path / "clip.mp4", seconds=1.0, size=(64, 48), fps=10)
     base = ["stylize", str(src), "-w", str(weights), "-q"]
@@ -111,3 +100,29 @@ def test_stylize_video_options(tmp_path, weights):
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p" and c.streams.video[0].frames == 10
     r = runner.invoke(app, base + ["-o", str(tmp_path / "c"), "--stabilize", "1.5"])
     assert r.exit_code == 2 and not (tmp_path / "c" / "clip.mp4").exists()
+
+
+def test_a_video_stopped_midway_leaves_nothing_and_the_next_run_makes_it_whole(tmp_path, weights):
+    from pipelines.errors import AnimeganError
+    from pipelines.inference.stylize import StylizeOptions, stylize
+    from pipelines.progress import Reporter
+
+    class StopAfterFirstBatch(Reporter):
+        def __init__(self):
+            self.batches = 0
+
+        def advance(self, key, n=1, **kw):
+            self.batches += 1
+
+        def should_abort(self):
+            return self.batches >= 1
+
+    src = make_video(tmp_path / "clip.mp4", seconds=1.0, size=(64, 48), fps=10)
+    opts = StylizeOptions(weights=weights, out_dir=tmp_path / "out", batch_size=2)
+    with pytest.raises(AnimeganError, match="interrupted"):
+        stylize([src], opts, StopAfterFirstBatch())
+    assert not list((tmp_path / "out").glob("*")) and not list((tmp_path / "out").glob(".*"))
+    summary = stylize([src], opts)
+    assert summary.done == 1
+    with av.open(str(tmp_path / "out" / "clip.mp4")) as c:
+        assert c.streams.video[0].frames == 10
