@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--finetune-set", dest="ft_sets", action="append", default=[], metavar="FIELD=VALUE",
                     help="train options of the fine-tuned run only, e.g. lr_g=1e-4")
     ap.add_argument("--source", type=Path, default=None, help="an existing source generator (skips step 1)")
+    ap.add_argument("--no-scratch", action="store_true", help="only the fine-tuned run (to compare fine-tuning options)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-finetune"))
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
@@ -98,6 +99,11 @@ def main() -> None:
     print(f"target '{args.target_look}': {len(kas.style_names)} style images, {len(kas.held.names)} held-out photos",
           flush=True)
     marks = [max(1, args.steps // 3), args.steps]
+    if args.no_scratch:
+        ft_over = {**base, **parse(args.ft_sets), "dataset": str(kas.dataset), "out": str(args.out / "finetune"),
+                   "init_weights": str(source)}
+        staged(kas, ft_over, marks, args.device)
+        return
     scratch, out_s, t_s = staged(kas, {**base, **extra, "dataset": str(kas.dataset), "out": str(args.out / "scratch")},
                                  marks, args.device)
     ft_over = {**base, **parse(args.ft_sets), "dataset": str(kas.dataset), "out": str(args.out / "finetune"),
