@@ -195,7 +195,9 @@ def _init_source(cfg: TrainConfig, recipe: Recipe, where: str) -> dict[str, Any]
     if arch != want:  # the weights fit any options of the same architecture (align_corners changes no tensor)
         models = {"animegan_v1": "animegan", "animegan_v2": "animeganv2", "whitebox": "whitebox"}
         hint = f"; fine-tune it with --model {models[arch]}" if arch in models else ""
-        raise InputError(source, f"holds an {arch} generator, not the {want} generator --model {cfg.model} trains{hint}")
+        article = "an" if arch[:1] in "aeiou" else "a"
+        raise InputError(source, f"holds {article} {arch} generator, not the {want} generator --model {cfg.model} "
+                                 f"trains{hint}")
     out: dict[str, Any] = {"init_weights": str(source.resolve()), "init_weights_sha256": sha256_file(source)}
     if cfg.init_epochs is None:
         out["init_epochs"] = 0
