@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import DatasetError
+from ..errors import DatasetError, InputError
 from ..fileio import read_image
 from ..data.manifest import Dataset, DerivedSource
 
@@ -212,6 +212,24 @@ def crop(rgb: np.ndarray, scale: float, top: int, left: int, flip: bool, size: i
     return np.ascontiguousarray(out)
 
 
+class UnreadableSample(Exception):
+    """A training image that can no longer be read (deleted, replaced or corrupted while the run goes on).
+
+    It takes one string so that DataLoader re-raises it from a worker process as itself (the worker's message, with
+    its traceback, becomes the string); `unreadable_sample` gets the "PATH: problem" line back out of either form."""
+
+
+def unreadable_sample(exc: BaseException) -> str | None:
+    """"PATH: problem" of an `UnreadableSample` raised here or in a loader worker; None for any other exception."""
+    if not isinstance(exc, UnreadableSample):
+        return None
+    text = str(exc)
+    marker = f"{UnreadableSample.__name__}: "
+    if marker in text:  # re-raised from a worker: the last line of the worker's traceback is the message
+        text = text.rsplit(marker, 1)[1]
+    return text.strip().splitlines()[0] if text.strip() else None
+
+
 class CropDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by `SampleKey`: returns `{set: uint8 tensor [3, S, S]}` for every set of every
     group, or what the recipe's `transform` makes of them (`[C, S, S]` uint8).
@@ -251,7 +269,10 @@ class CropDataset(torch.utils.data.Dataset):
             params = None
             main_shape = None
             for set_name in group.group.sets:
-                rgb = read_image(group.files[set_name][index])
+                try:
+                    rgb = read_image(group.files[set_name][index])
+                except InputError as exc:
+                    raise UnreadableSample(str(exc)) from None
                 if params is None:
                     # The main record decides the crop and the twins follow it pixel for pixel.
                     main_shape = rgb.shape[:2]

@@ -64,6 +64,7 @@ from .config import CONFIG_NAME, METRICS_NAME, RESUMABLE_FIELDS, TrainConfig, co
 from .recipes import Phase, Recipe, get_recipe_class, RECIPES
 from .batches import (
     MAKE_SET_HINT,
+    UnreadableSample,
     BatchPlan,
     CropDataset,
     load_groups,
@@ -72,6 +73,7 @@ from .batches import (
     scale_hints,
     steps_per_epoch,
     to_model_range,
+    unreadable_sample,
 )
 
 SAMPLE_PHOTOS = 4  # photos in a sample grid
@@ -638,7 +640,19 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     stopped = False
     # The phase of the last step done (a resume exactly at a phase boundary still reports the new phase's terms).
     current_phase: str | None = _phase_of(phases, epoch - (epoch_step == 0)).name if step > 0 else None
-    for batch_u8 in loader:
+    batches = iter(loader)
+    while True:
+        try:
+            batch_u8 = next(batches)
+        except StopIteration:
+            break
+        except UnreadableSample as exc:
+            # A file changed under the run (deleted, replaced, corrupted): keep the steps done, then one line.
+            save(step)
+            raise TrainingError(
+                f"{unreadable_sample(exc)}; the dataset changed while training. Check it with `animegan dataset "
+                f"{config.dataset} --check` (`--prune` drops records whose files are gone), then continue with "
+                f"`animegan train --out {run_dir} --resume` (saved at step {step})") from None
         if step >= total_steps:
             break
         phase = _phase_of(phases, epoch)
