@@ -6,13 +6,15 @@ large datasets; `check` re-hashes every file.
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import AnimeganError, InputError
-from ..fileio import is_image_path, remove_stale_temporaries, sha256_bytes, sha256_file, stale_temporaries
+from ..fileio import (atomic_write_bytes, is_image_path, remove_stale_temporaries, sha256_bytes, sha256_file,
+                      stale_temporaries)
 from .manifest import KNOWN_SETS, Dataset, DerivedSource, Record
 from ..progress import Reporter
 
@@ -179,6 +181,48 @@ class PruneResult:
         return bool(self.removed or self.removed_twins or self.rerecorded or self.temporaries)
 
 
+# The derived files a prune is about to delete, written inside its manifest transaction: a prune killed after the
+# manifest no longer lists them, but before they were deleted, leaves this list, and the next prune finishes it.
+PRUNE_JOURNAL = ".prune-pending.json"
+
+
+def _delete_twins(ds: Dataset, files: list[str], reporter: Reporter) -> list[str]:
+    """Delete the derived files `files` (relative paths) that the manifest does not list (any more); the deleted ones."""
+    listed = {r.path for recs in ds.reload().sets.values() for r in recs}
+    deleted = []
+    for rel in files:
+        if rel in listed:  # listed again (or the kill came before the manifest was written): not ours to delete
+            continue
+        try:
+            path = ds.inside_path(rel)  # the folder is checked; a link itself is removed, not followed
+            if path.exists() or path.is_symlink():
+                path.unlink()
+                deleted.append(rel)
+        except InputError as exc:
+            reporter.warn(str(exc))
+        except ValueError as exc:  # a crafted journal (a dataset received from someone else): not a dataset path
+            reporter.warn(f"{ds.root / PRUNE_JOURNAL}: entry refused, {exc}")
+        except OSError as exc:
+            reporter.warn(f"{ds.abspath(rel)}: could not delete ({exc.strerror or exc})")
+    return deleted
+
+
+def _finish_killed_prune(ds: Dataset, reporter: Reporter) -> list[str]:
+    """The derived files a killed prune had dropped from the manifest but not yet deleted: delete them now."""
+    journal = ds.root / PRUNE_JOURNAL
+    try:
+        files = json.loads(journal.read_text(encoding="utf-8"))["files"]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reporter.warn(f"{journal}: unreadable journal of a killed prune ({exc}); ignored")
+        journal.unlink(missing_ok=True)
+        return []
+    deleted = _delete_twins(ds, [f for f in files if isinstance(f, str)], reporter)
+    journal.unlink(missing_ok=True)
+    return deleted
+
+
 def prune(dataset_root: str | Path, reporter: Reporter | None = None) -> PruneResult:
     """Make the manifest match the files again after hand edits: drop records whose file is gone
     (with every record derived from them, and those derived files), re-record files that changed
@@ -191,8 +235,9 @@ def prune(dataset_root: str | Path, reporter: Reporter | None = None) -> PruneRe
 
     reporter = reporter or Reporter()
     ds = Dataset.open(dataset_root)
-    m = ds.manifest
     result = PruneResult()
+    result.removed_twins.extend(_finish_killed_prune(ds, reporter))
+    m = ds.manifest
     gone: set[tuple[str, str]] = set()
     updates: dict[tuple[str, str], tuple[str, Record]] = {}  # (set, path) -> (old sha, new record)
     total = sum(len(r) for r in m.sets.values())
@@ -245,14 +290,10 @@ def prune(dataset_root: str | Path, reporter: Reporter | None = None) -> PruneRe
                         twin_files.append(r.path)
                     elif r.source.source in result.rerecorded:
                         result.stale_twins.append(r.path)
-        still_listed = {r.path for recs in m.sets.values() for r in recs}
-    for rel in twin_files:
-        if rel not in still_listed:  # derived files are the toolkit's own output: delete them with their record
-            try:
-                ds.inside_path(rel).unlink(missing_ok=True)  # the folder is checked; a link itself is removed, not followed
-            except InputError as exc:
-                reporter.warn(str(exc))
-            except OSError as exc:
-                reporter.warn(f"{ds.abspath(rel)}: could not delete ({exc.strerror or exc})")
+        if twin_files:  # written before the manifest: a kill from here on leaves the list for the next prune
+            atomic_write_bytes(ds.root / PRUNE_JOURNAL, json.dumps({"files": twin_files}).encode())
+    # Derived files are the toolkit's own output: deleted with their record.
+    _delete_twins(ds, twin_files, reporter)
+    (ds.root / PRUNE_JOURNAL).unlink(missing_ok=True)
     result.temporaries = [f.relative_to(ds.root).as_posix() for f in remove_stale_temporaries(ds.root)]
     return result

@@ -158,3 +158,41 @@ def test_deleted_frames_are_named_then_pruned_with_their_twins(ds: Dataset):
     assert runner.invoke(app, ["dataset", str(ds.root), "--check"]).exit_code == 0
     again = runner.invoke(app, ["dataset", str(ds.root), "--prune"])
     assert "nothing to prune" in said(again)
+
+
+def test_a_prune_killed_after_its_manifest_write_is_finished_by_the_next(ds: Dataset, monkeypatch):
+    """Issue 23: a prune killed right after writing the manifest left its twins untracked, and the next prune said
+    'nothing to prune'. The files it was about to delete are journalled; the next prune deletes them."""
+    import pipelines.data.inspect as inspect
+
+    smooth = sorted((ds.root / "smooth").glob("*.png"))
+    assert smooth  # the tiny dataset has twins
+    for f in (ds.root / "style").glob("*.png"):
+        f.unlink()  # every source gone: every twin is to be deleted
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies between the manifest write and the deletes
+
+    monkeypatch.setattr(inspect, "_delete_twins", killed)
+    with pytest.raises(KeyboardInterrupt):
+        inspect.prune(ds.root)
+    assert all(f.exists() for f in smooth)  # untracked now: no record lists them
+    assert not Dataset.open(ds.root).manifest.records("smooth")
+    assert (ds.root / inspect.PRUNE_JOURNAL).is_file()
+    monkeypatch.undo()
+
+    again = inspect.prune(ds.root)
+    assert sorted(again.removed_twins) == sorted(f.relative_to(ds.root).as_posix() for f in smooth)
+    assert not any(f.exists() for f in smooth) and not (ds.root / inspect.PRUNE_JOURNAL).exists()
+    assert not inspect.prune(ds.root).changed  # and then there is nothing left to do
+
+
+def test_a_journalled_file_listed_again_is_kept(ds: Dataset):
+    import pipelines.data.inspect as inspect
+
+    listed = Dataset.open(ds.root).manifest.records("smooth")[0].path
+    (ds.root / inspect.PRUNE_JOURNAL).write_text(json.dumps({"files": [listed, "../outside.png"]}))
+    (ds.root.parent / "outside.png").write_bytes(b"keep")
+    inspect.prune(ds.root)
+    assert (ds.root / listed).exists() and (ds.root.parent / "outside.png").exists()
+    assert not (ds.root / inspect.PRUNE_JOURNAL).exists()
