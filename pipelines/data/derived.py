@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -277,7 +278,32 @@ def derive(dataset_root: str | Path, d: Derivation, options: DeriveOptions, repo
     if options.batch < 1:
         raise InputError(None, f"batch must be at least 1, got {options.batch}")
     ds = Dataset.open(dataset_root)
+    with _one_writer(ds, d, reporter):
+        return _derive(ds, d, options, reporter, task)
+
+
+@contextmanager
+def _one_writer(ds: Dataset, d: Derivation, reporter: Reporter) -> Iterator[None]:
+    """One writer of a derived set at a time: two make-smooth runs with different options would each plan against
+    the other's half-written twins and drop them as orphans. The second waits for the first, then finds its work
+    done or plans against the finished set."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(ds.root / f".make-{d.operation}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        reporter.info(f"{ds.root}: another make-{d.operation} is writing this dataset's '{d.target_set}' set; waiting for it")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _derive(ds: Dataset, d: Derivation, options: DeriveOptions, reporter: Reporter, task: str) -> DeriveSummary:
     remove_stale_temporaries(ds.inside_path(f"{d.target_set}/twin").parent)  # twins a killed run was writing (a set folder leading outside is refused)
+    ds.reload()  # what a writer before this one left
     m = ds.manifest
     if not m.records(d.source_set) and not any(_ours(d, r) for r in m.records(d.target_set)):
         raise InputError(ds.root, f"the dataset has no {d.noun}s ('{d.source_set}' set); {d.hint}")

@@ -268,3 +268,28 @@ def test_cli_make_smooth(style_dataset: Dataset):
     assert res.exit_code == 2 and "--size" in res.output
     res = runner.invoke(app, ["make-smooth", str(style_dataset.root.parent / "nowhere"), "-q"])
     assert res.exit_code == 3 and "no dataset here" in res.output
+
+
+def test_make_smooth_runs_wait_for_each_other(style_dataset: Dataset):
+    """Issue 23: three make-smooth at once with different --format left the dataset inconsistent. Writers of a derived
+    set now take turns: one that finds the set being written waits, says so, then plans against the finished set."""
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    ds = style_dataset
+    holder = FileLock(ds.root / ".make-smooth.lock")
+    holder.acquire()  # another make-smooth is writing
+    rep = RecordingReporter()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (make_smooth(ds.root, SmoothOptions(format="jpg", workers=1), rep), done.set()))
+    thread.start()
+    time.sleep(1.0)
+    assert not done.is_set() and any("waiting for it" in line for line in rep.infos)
+    assert not Dataset.open(ds.root).manifest.records("smooth")  # nothing written while the other one holds the set
+    holder.release()
+    thread.join(60)
+    assert done.is_set()
+    res = CliRunner().invoke(app, ["dataset", str(ds.root), "--check"])
+    assert res.exit_code == 0, res.output
