@@ -326,6 +326,31 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu", want: str
     return LoadedGenerator(model=model, info=info, source=source)
 
 
+# Sizes an architecture argument may take (channels, blocks, style dimensions): the released models use 4-4096;
+# a description outside this range is a damaged or crafted file, refused before PyTorch allocates anything.
+ARCH_INT_RANGE = (1, 8192)
+
+
+def _check_arch_kwargs(source: Path, arch: str, kwargs: dict[str, Any]) -> None:
+    """Every argument of a file's description must be one the architecture's builder takes, of the type of its
+    default, and whole numbers within ARCH_INT_RANGE."""
+    import inspect
+
+    params = inspect.signature(get_architecture(arch).builder).parameters
+    lo, hi = ARCH_INT_RANGE
+    for name, value in kwargs.items():
+        p = params.get(name)
+        if p is None or p.default is inspect.Parameter.empty:
+            raise InputError(source, f"arch_kwargs.{name}: not an argument of {arch} (arguments: {', '.join(params)})")
+        kind = type(p.default)
+        if kind is bool and not isinstance(value, bool):
+            raise InputError(source, f"arch_kwargs.{name}: {value!r} is not true or false")
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
+            raise InputError(source, f"arch_kwargs.{name}: {value!r} is not a whole number from {lo} to {hi}")
+        if kind is str and not isinstance(value, str):
+            raise InputError(source, f"arch_kwargs.{name}: {value!r} is not text")
+
+
 def _load_network(path: str | Path, want: str | None) -> tuple[nn.Module, str, dict[str, Any], Path]:
     """(bare network with the file's weights, architecture, description, file read); `want` is the
     architecture kind the caller runs ("image" or "colorizer")."""
@@ -382,6 +407,7 @@ def _load_network(path: str | Path, want: str | None) -> tuple[nn.Module, str, d
         raise InputError(source, "a Style2paints colorizer (sketch + reference), not a stylizer: use `animegan colorize "
                                  "SKETCHES --reference IMAGE --weights ...`" if found == "colorizer" else
                                  f"a {arch} stylizer (photo -> anime), not a colorizer: use `animegan stylize`")
+    _check_arch_kwargs(source, arch, kwargs)
     try:
         generator = build_generator(arch, **kwargs)
     except TypeError as exc:

@@ -200,6 +200,17 @@ def test_poisoned_checkpoint_is_refused_without_unsafe_advice(tmp_path: Path):
     ('{"format": "animegan-generator", "format_version": true, "architecture": "animegan_v2"}', "format_version is True"),
     ('{"format": "animegan-generator", "format_version": 1, "architecture": "animegan_v2", "arch_kwargs": "x"}', "arch_kwargs is 'x', not a JSON object"),
     ('[1, 2, 3]', "description is a list, not a JSON object"),
+    # Architecture arguments outside what the builder takes never reach PyTorch (negative or multi-GB tensors).
+    ('{"format": "animegan-generator", "format_version": 1, "architecture": "whitebox", "arch_kwargs": {"channels": -32}}',
+     "arch_kwargs.channels: -32 is not a whole number from 1 to 8192"),
+    ('{"format": "animegan-generator", "format_version": 1, "architecture": "whitebox", "arch_kwargs": {"channels": 32.5}}',
+     "arch_kwargs.channels: 32.5 is not a whole number"),
+    ('{"format": "animegan-generator", "format_version": 1, "architecture": "whitebox", "arch_kwargs": {"channels": 10000000}}',
+     "arch_kwargs.channels: 10000000 is not a whole number"),
+    ('{"format": "animegan-generator", "format_version": 1, "architecture": "animegan_v2", "arch_kwargs": {"align_corners": 1}}',
+     "arch_kwargs.align_corners: 1 is not true or false"),
+    ('{"format": "animegan-generator", "format_version": 1, "architecture": "animegan_v2", "arch_kwargs": {"width": 3}}',
+     "arch_kwargs.width: not an argument of animegan_v2"),
 ])
 def test_hostile_descriptions_are_one_line(tmp_path: Path, description: str, problem: str):
     from pipelines.models.weights import METADATA_KEY
