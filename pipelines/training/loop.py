@@ -115,7 +115,10 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
         # Runs from before these options existed computed neither: resuming them must not start to.
         raw_saved.setdefault("ema", 0.0)
         raw_saved.setdefault("color_target", "photo")
-        saved = TrainConfig.model_validate(raw_saved)
+        try:
+            saved = TrainConfig.model_validate(raw_saved)
+        except ValidationError as exc:  # a hand-edited run folder: one line naming the file and the field
+            raise config_error(str(saved_path), exc) from None
         if given.get("init_weights") and saved.init_weights:  # the same file named another way is no change
             from ..models.weights import resolve_weights_file
 
@@ -475,7 +478,15 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                     scaler.load_state_dict(state["scalers"][name])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise TrainingError(f"{checkpoint}: does not match this model ({str(exc).splitlines()[0][:200]})") from None
-        restore_rng(state["rng"])
+        missing = [k for k in ("rng", "step", "epoch", "epoch_step") if k not in state]
+        if missing:  # a damaged or hand-edited checkpoint: an exact resume is impossible without these
+            raise TrainingError(f"{checkpoint}: has no {', '.join(repr(k) for k in missing)} entry (damaged or edited); "
+                                f"move it aside to resume from the checkpoint before it")
+        try:
+            restore_rng(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise TrainingError(f"{checkpoint}: its 'rng' entry cannot be restored ({str(exc).splitlines()[0][:200]}); "
+                                f"move it aside to resume from the checkpoint before it") from None
         if ema is not None:
             if state.get("ema"):
                 ema.load_state_dict(state["ema"])
@@ -872,9 +883,11 @@ def _write_config(run_dir: Path, config: TrainConfig, manifest_sha: str, world: 
     if path.exists():  # a resume: keep the history of when and with what it was continued
         try:
             old = json.loads(path.read_text())
+            history = old.get("resumed")  # a hand-edited file may hold anything here: the history restarts then
             doc["created"] = old.get("created", old.get("written"))
-            doc["resumed"] = [*old.get("resumed", []), doc["written"]]
-        except (OSError, json.JSONDecodeError):
+            doc["resumed"] = [*(h for h in history if isinstance(h, str))] if isinstance(history, list) else []
+            doc["resumed"].append(doc["written"])
+        except (OSError, json.JSONDecodeError, AttributeError):
             pass
     else:
         doc["created"] = doc["written"]
