@@ -15,7 +15,7 @@ output's own artefacts cannot hide themselves by confusing the flow.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -31,9 +31,6 @@ class WarpingError:
     added: float  # output - input: the flicker the stylization added
     pairs: int  # frame pairs measured
     kept: float  # mean fraction of pixels the flow test kept
-
-    def to_json(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def pair_error(out_a: np.ndarray, out_b_on_a: np.ndarray, mask: np.ndarray) -> float:

@@ -40,6 +40,7 @@ from ..data.video import parse_time
 from ..progress import Reporter, plural
 from .stabilize import DEFAULT_STRENGTH
 from .tiling import stylize_tiled, tiles_for
+from .video_encode import CHROMA
 from .video_stage import VideoSettings, stylize_video
 
 FORMATS = ("png", "jpg", "webp")
@@ -390,8 +391,8 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
     check_format(options.format)
     if not 0.0 <= options.stabilize < 1.0:
         raise InputError(None, f"--stabilize must be at least 0 and below 1, not {options.stabilize:g}")
-    if options.chroma not in ("420", "444"):
-        raise InputError(None, f"--chroma must be 420 or 444, not {options.chroma}")
+    if options.chroma not in CHROMA:
+        raise InputError(None, f"--chroma must be one of {', '.join(CHROMA)}, not {options.chroma}")
     options = replace(options, start=parse_time(options.start, "--start") or 0.0, end=parse_time(options.end, "--end"))
     if options.end is not None and options.end <= options.start:
         raise InputError(None, f"--end ({options.end:g} s) must be after --start ({options.start:g} s)")

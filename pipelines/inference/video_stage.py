@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import AnimeganError, InputError
 from ..fileio import atomic_path
 from ..progress import Reporter, plural
-from .stabilize import Stabilizer
+from .stabilize import DEFAULT_STRENGTH, Stabilizer
 
 _END = object()
 
@@ -36,7 +36,7 @@ class VideoSettings:
     crf: int = 18
     preset: str = "medium"
     chroma: str = "420"  # "420" plays everywhere; "444" keeps full colour resolution
-    stabilize: float = 0.7  # blend weight of the previous result on trusted pixels; 0 = frame by frame
+    stabilize: float = DEFAULT_STRENGTH  # blend weight of the previous result on trusted pixels; 0 = frame by frame
 
 
 def stylize_video(src: Path, dst: Path, engine, settings: VideoSettings, reporter: Reporter) -> None:

@@ -22,6 +22,7 @@ boundary, where flow is least accurate.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Protocol
 
@@ -124,8 +125,11 @@ def make_flow(name: str = "dis", weights: str | Path | None = None, device: str 
     raise InputError(None, f"unknown flow '{name}' (choose from {', '.join(FLOWS)})")
 
 
+@functools.lru_cache(maxsize=4)
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates of an h x w frame (read-only: cached, as every frame of a video asks for the same)."""
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs.flags.writeable = ys.flags.writeable = False
     return xs, ys
 
 
