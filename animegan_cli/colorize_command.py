@@ -30,7 +30,7 @@ def colorize_cmd(
     fmt: Optional[Fmt] = typer.Option(None, "--format", help="Output format. Default: each sketch's own.", show_default=False),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Sketches of equal size and reference per forward pass."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
-    precision: Precision = typer.Option(Precision.auto, "--precision", help="The colorizer's precision: auto = fp16 on CUDA (a batch that overflows is redone in fp32), fp32 on CPU."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="The colorizer's precision: auto = fp16 on CUDA, bf16 on CPUs that compute it natively, else fp32; a reduced precision chosen by auto is checked once against fp32 on the first sketch, and a batch that overflows is redone in fp32."),
     vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="VGG19 for the references' style vectors: imagenet, random or a PATH. [default: the one the model was trained with]", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that are already up to date."),
     max_pixels: Optional[float] = typer.Option(None, "--max-pixels", min=0.000001, help=MAX_PIXELS_HELP, show_default=False),

@@ -44,7 +44,7 @@ class Chroma(str, Enum):
 
 def stylize_cmd(
     inputs: list[Path] = typer.Argument(..., help="Image files, folders (recursive) and videos."),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Run folder, exported .safetensors or community AnimeGANv2 .pt. Default: the newest run under ./runs."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Run folder, exported .safetensors, community AnimeGANv2 .pt, or an ONNX generator (.onnx: our exports, AnimeGANv3's releases; run by ONNX Runtime). Default: the newest run under ./runs."),
     out: Path = typer.Option(Path("stylized"), "--out", "-o", help="Output folder (folder inputs keep their structure under it)."),
     fmt: Optional[Fmt] = typer.Option(None, "--format", help="Image output format. Default: each input's own."),
     max_side: Optional[int] = typer.Option(None, "--max-side", min=16, help="Downscale first so the long side is at most this many pixels."),
@@ -53,7 +53,7 @@ def stylize_cmd(
     overlap: int = typer.Option(64, "--overlap", min=0, max=512, help="Overlap between tiles in pixels (blended)."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Images or frames of equal size per forward pass."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
-    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; checked against fp32 on the first image (fp32 when bf16 changes the output)."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; checked against fp32 on the first image (fp32 when bf16 changes the output). ONNX graphs run in their own precision."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="Video: H.264 constant rate factor (lower = better, larger)."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Video: x264 speed/size preset."),
     stabilize: float = typer.Option(0.7, "--stabilize", min=0.0, max=0.95, help="Video: how strongly each frame follows the previous result along the input's optical flow, where the flow is reliable (against flicker; cuts, occlusions and new content take the current frame). 0: frame by frame."),

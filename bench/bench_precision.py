@@ -1,13 +1,18 @@
-"""`stylize --precision auto` against plain eager fp32, as whole processes, on this CPU.
+"""`stylize --precision auto` against plain eager fp32 and ONNX Runtime, as whole processes, on this CPU.
 
-    python bench/bench_precision.py [--size 512] [--photos 4] [--repeats 2]
+    python bench/bench_precision.py [--size 512] [--photos 4] [--repeats 2] [--video CLIP --seconds 3]
 
 Writes a community-format AnimeGANv2 file (seeded random weights: speed does not depend on their values) and
 `--photos` real photos (scikit-image's, scaled to --size squares), then times, each as a fresh process:
 
 1. baseline: a plain eager fp32 NCHW forward of each photo (load, forward, PNG write), torch's defaults;
 2. `animegan stylize --precision fp32`;
-3. `animegan stylize --precision auto` (bf16 where the CPU computes it natively: AVX512-BF16 or AMX).
+3. `animegan stylize --precision auto` (bf16 where the CPU computes it natively: AVX512-BF16 or AMX);
+4. a plain ONNX Runtime fp32 script over the same weights exported with `animegan export` (session, loop, PNG):
+   what a user would run instead; and `animegan stylize --weights v2.onnx` (the ONNX engine).
+
+With `--video`, also the frames per second of `stylize` on the first `--seconds` of that clip (frame by frame,
+`--stabilize 0`, so that only the network's speed differs) in fp32 and auto.
 
 Prints wall seconds (best of --repeats), the ratios against the baseline, and the mean and largest output
 difference of auto against fp32 in levels. The issue's targets: auto >= 2.5x the baseline on a CPU with native
@@ -43,6 +48,19 @@ for p in sorted(Path({photos!r}).glob('*.png')):
     write_image(out / p.name, ((y[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
 """
 
+PLAIN_ORT = """
+import sys, numpy as np, onnxruntime as ort
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from pipelines.fileio import read_image, write_image
+s = ort.InferenceSession({onnx!r}, providers=["CPUExecutionProvider"])
+out = Path({out!r}); out.mkdir(parents=True, exist_ok=True)
+for p in sorted(Path({photos!r}).glob('*.png')):
+    x = (read_image(p).transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1)
+    y = s.run(None, {{"image": x}})[0]
+    write_image(out / p.name, ((y[0].transpose(1, 2, 0) + 1) * 127.5).round().clip(0, 255).astype(np.uint8))
+"""
+
 
 def timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
@@ -55,6 +73,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--photos", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--video", type=Path, default=None, help="a clip for the frames-per-second part")
+    ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
 
     import cv2
@@ -75,12 +95,18 @@ def main() -> None:
         img = np.ascontiguousarray(getattr(data, name)()[:, :, :3])
         write_image(photos / f"{name}.png", cv2.resize(img, (args.size, args.size), interpolation=cv2.INTER_AREA))
 
+    onnx_file = work / "v2.onnx"
+    subprocess.run([sys.executable, "-m", "animegan_cli", "export", str(weights), str(onnx_file)], check=True,
+                   stdout=subprocess.DEVNULL)
     cli = [sys.executable, "-m", "animegan_cli", "stylize", str(photos), "--weights", str(weights), "-q", "--overwrite"]
     runs = {
         "baseline: plain eager fp32": [sys.executable, "-c", BASELINE.format(root=str(ROOT), weights=str(weights),
                                                                              out=str(work / "plain"), photos=str(photos))],
         "stylize --precision fp32": [*cli, "--out", str(work / "fp32"), "--precision", "fp32"],
         "stylize --precision auto": [*cli, "--out", str(work / "auto"), "--precision", "auto"],
+        "plain ONNX Runtime fp32": [sys.executable, "-c", PLAIN_ORT.format(root=str(ROOT), onnx=str(onnx_file),
+                                                                          out=str(work / "ort"), photos=str(photos))],
+        "stylize --weights v2.onnx": [*cli[:6], str(onnx_file), "-q", "--overwrite", "--out", str(work / "onnx")],
     }
     best = {k: min(timed(cmd) for _ in range(args.repeats)) for k, cmd in runs.items()}
     base = best["baseline: plain eager fp32"]
@@ -90,6 +116,24 @@ def main() -> None:
         print(f"  {k:<28} {t:7.2f} s  {base / t:5.2f}x the baseline")
     diffs = [np.abs(read_image(work / "auto" / f"{n}.png").astype(int) - read_image(work / "fp32" / f"{n}.png")) for n in names]
     print(f"  auto against fp32: mean {np.mean([d.mean() for d in diffs]):.2f} levels, max {max(d.max() for d in diffs)}")
+    diffs = [np.abs(read_image(work / "onnx" / f"{n}.png").astype(int) - read_image(work / "fp32" / f"{n}.png")) for n in names]
+    print(f"  ONNX engine against fp32: mean {np.mean([d.mean() for d in diffs]):.2f} levels, max {max(d.max() for d in diffs)}")
+    print(f"  auto against plain ONNX Runtime: {best['plain ONNX Runtime fp32'] / best['stylize --precision auto']:.2f}x; "
+          f"fp32 (a CPU without native bf16) against it: {best['plain ONNX Runtime fp32'] / best['stylize --precision fp32']:.2f}x")
+
+    if args.video is not None:
+        import av
+
+        for precision in ("fp32", "auto"):
+            out = work / f"video-{precision}"
+            t = timed([sys.executable, "-m", "animegan_cli", "stylize", str(args.video), "--weights", str(weights), "-q",
+                       "--overwrite", "--out", str(out), "--end", str(args.seconds), "--stabilize", "0",
+                       "--precision", precision])
+            with av.open(str(out / args.video.name)) as c:
+                v = c.streams.video[0]
+                n = sum(1 for _ in c.decode(v))
+                size = f"{v.codec_context.width}x{v.codec_context.height}"
+            print(f"  video {size}, {n} frames, --precision {precision}: {t:.1f} s whole process, {n / t:.2f} frames/s")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.models.registry import InferenceModel  # noqa: E402
 from pipelines.models.cpu_speed import nnpack_usable, tune_allocator  # noqa: E402
-from pipelines.inference.stylize import BYTES_PER_PIXEL_FP32, Engine  # noqa: E402
+from pipelines.inference.engine import BYTES_PER_PIXEL_FP32, Engine  # noqa: E402
 
 
 def _plain_child(size: int, repeats: int, out: str) -> None:

@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 from pipelines.evaluation import metrics as M  # noqa: E402
 from pipelines.evaluation.temporal import video_frames, warping_error  # noqa: E402
 from pipelines.fileio import write_image  # noqa: E402
-from pipelines.inference.stylize import Engine, StylizeOptions, resolve_precision, stylize  # noqa: E402
+from pipelines.inference.engine import Engine, resolve_precision  # noqa: E402
+from pipelines.inference.stylize import StylizeOptions, stylize  # noqa: E402
 from pipelines.models.flow import DisFlow  # noqa: E402
 from pipelines.models.weights import load_generator  # noqa: E402
 from pipelines.progress import Reporter  # noqa: E402

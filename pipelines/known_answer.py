@@ -28,7 +28,7 @@ from .data.importing import add_images
 from .data.smoothing import SmoothOptions, make_smooth
 from .evaluation.known_answer import gap_figures
 from .fileio import is_image_path, iter_files, read_image, write_image
-from .inference.stylize import Engine
+from .inference.engine import Engine
 from .models.weights import load_generator
 from .progress import Reporter
 

@@ -29,7 +29,8 @@ from ..errors import InputError, PartialFailure
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
-from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_device, resolve_precision, resolve_weights, select_jobs
+from .engine import CHECK_SIDE, REDUCED_PRECISION_TOLERANCE, resolve_device, resolve_precision
+from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weights, select_jobs
 
 INVERT_CHOICES = ("auto", "on", "off")
 DEFAULT_MAX_SIDE = 1024
@@ -46,7 +47,7 @@ class ColorizeOptions:
     max_side: int = DEFAULT_MAX_SIDE
     batch_size: int = 4
     device: str = "auto"
-    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16: the generator's autocast
+    precision: str = "auto"  # auto (fp16 on CUDA, bf16 on CPUs that compute it natively, checked once) | fp32 | fp16 | bf16
     vgg_weights: str | None = None  # None: what the weights file records (imagenet, random or a path)
     overwrite: bool = False
     runs_dir: Path = Path("runs")
@@ -215,16 +216,43 @@ def finish_colour(colour: np.ndarray, lines: np.ndarray, keep_lines: bool) -> np
 
 
 @torch.no_grad()
+def _precision_changes_output(model: torch.nn.Module, x: torch.Tensor, style: torch.Tensor, dtype: torch.dtype,
+                              device: torch.device) -> str | None:
+    """One line when `dtype` changes the colorizer's output for the sketch `x` (`[1, 1, h, w]` in [-1, 1], scaled
+    to at most CHECK_SIDE px) by more than REDUCED_PRECISION_TOLERANCE levels on average, or overflows; else None."""
+    h, w = x.shape[-2:]
+    s = min(1.0, CHECK_SIDE / max(h, w))
+    if s < 1:
+        size = (max(32, round(h * s) // 32 * 32), max(32, round(w * s) // 32 * 32))
+        x = torch.nn.functional.interpolate(x.float(), size=size, mode="area")
+    with torch.inference_mode():
+        exact = model(x, style).float()
+        with torch.autocast(device.type, dtype=dtype):
+            reduced = model(x, style).float()
+    diff = (reduced - exact).abs().mul(127.5)
+    if bool(torch.isfinite(reduced).all()) and float(diff.mean()) <= REDUCED_PRECISION_TOLERANCE:
+        return None
+    return (f"{str(dtype).replace('torch.', '')} changes this colorizer's output by {float(diff.mean()):.1f} levels on "
+            f"average against fp32: using fp32 (choose with --precision)")
+
+
 def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: torch.nn.Module, device: torch.device,
                   options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary, channels_last: bool = False,
                   dtype: torch.dtype = torch.float32) -> None:
     styles: dict[Path, torch.Tensor] = {}  # reference -> [1, 4096], computed once, in fp32
     fell_back = False
+    checked = options.precision != "auto"  # a precision chosen by auto is checked once against fp32
 
     def network(x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         # [B, 1, h, w], [B, 4096] -> [B, 3, h, w] in [-1, 1]. Half precision where asked; a batch whose
         # output overflowed (no normalization layers bound the activations) is redone in fp32, said once.
-        nonlocal fell_back
+        nonlocal fell_back, dtype, checked
+        if dtype != torch.float32 and not checked:
+            checked = True
+            line = _precision_changes_output(model, x[:1], style[:1], dtype, device)
+            if line:
+                reporter.info(line)
+                dtype = torch.float32
         if dtype != torch.float32:
             with torch.autocast(device.type, dtype=dtype):
                 y = model(x, style).float()

@@ -30,41 +30,20 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
-from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
 from ..errors import InputError, PartialFailure
 from ..fileio import (is_image_path, is_video_path, iter_files, read_image, remove_stale_temporaries,
                       write_image)
 from ..data.video import parse_time
 from ..progress import Reporter, plural
 from .stabilize import DEFAULT_STRENGTH
-from .tiling import stylize_tiled, tiles_for
+from .engine import DEFAULT_OVERLAP, Engine, resolve_device, resolve_precision
+from .onnx_engine import OnnxEngine, onnx_cuda_available
+from .tiling import tiles_for
 from .video_encode import CHROMA
 from .video_stage import VideoSettings, stylize_video
 
 FORMATS = ("png", "jpg", "webp")
-DEVICES = ("auto", "cuda", "cpu")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-# Peak memory per input pixel of a forward pass in fp32 (activations, and what the process's heap
-# keeps around them): 2400 B from peak activations measured on CPU at 768x768 (v2 1.8 KB, v1 2.2 KB,
-# White-box 0.8 KB), raised to 3400 B because whole stylize runs under `--max-memory` measured 1.3-1.4x
-# over a 2400 B estimate (bench/bench_stylize_memory.py; docs/benchmarks.md).
-BYTES_PER_PIXEL_FP32 = 3400
-# On CPU at most this much memory goes to one forward pass (less when less is available).
-CPU_ACTIVATION_BYTES = 4 << 30
-DEFAULT_CPU_TILE = 1024
-# With the CPU allocator setting (cpu_speed.tune_allocator) freed activations stay in the heap, where
-# they fragment: one forward pass peaks about 1.46x higher than with mmap'd blocks (v2 at 1024x1024:
-# 4.23 vs 2.89 GiB), so the memory estimate grows and the CPU tile shrinks by the square root.
-HEAP_PEAK_FACTOR = 1.5
-DEFAULT_OVERLAP = 64
-# A tiled image also holds two float32 accumulators of its size (the blended output and the weights)
-# and the decoded input: 16 + 3 bytes per pixel, part of the same budget as the activations.
-TILED_BYTES_PER_IMAGE_PIXEL = 19
-MIN_TILE = 64
-
 
 @dataclass
 class StylizeOptions:
@@ -106,161 +85,6 @@ class _Job:
     dst: Path
     video: bool
     root: Path | None = None  # the argument it was found under (the file itself for a file argument)
-
-
-# ---- the network, ready for inference ---------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name not in DEVICES:
-        raise InputError(None, f"--device must be one of {', '.join(DEVICES)}, not {name!r}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda: no CUDA device is available (use --device cpu)")
-    return torch.device(name)
-
-
-# Mean absolute difference (levels of 255) above which an automatically chosen bf16/fp16 output is taken as
-# broken by the reduced precision; AnimeGANv2 in bf16 on CPU differs from fp32 by about 0.3 levels.
-REDUCED_PRECISION_TOLERANCE = 1.5
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (`cpu_speed.native_cpu_bf16`), else fp32."""
-    if name not in PRECISIONS:
-        raise InputError(None, f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        return torch.bfloat16 if native_cpu_bf16() else torch.float32
-    if name == "fp16" and device.type != "cuda":
-        raise InputError(None, "--precision fp16 needs a CUDA device (use fp32 or bf16 on CPU)")
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-
-
-def _available_ram() -> int:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
-class Engine:
-    """A loaded generator on a device: uint8 images in, uint8 images out.
-
-    `stylize_batch([N, H, W, 3] uint8 RGB) -> [N, H, W, 3] uint8 RGB`; `stylize_image` picks
-    batching or tiling by size. The model inside takes `[N, 3, H, W]` in [-1, 1].
-    """
-
-    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
-                 fast_cpu: bool = True, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
-                 pixel_budget: int | None = None, memory_budget: int | None = None):
-        self.device, self.dtype = device, dtype
-        self.model = model.to(device).eval()
-        self.model.requires_grad_(False)
-        # NHWC: cuDNN's fast kernels, and oneDNN's bf16 ones on CPU (plain NCHW fp32 is faster there).
-        self.channels_last = device.type == "cuda" or dtype == torch.bfloat16
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.nnpack_convs, self.heap_factor = 0, 1.0
-        if device.type == "cpu" and fast_cpu and dtype == torch.float32:
-            if tune_allocator():
-                self.heap_factor = HEAP_PEAK_FACTOR
-            self.nnpack_convs = accelerate(self.model)
-        self.tile, self.overlap = tile, overlap
-        # One budget for every pass: whole-image forwards, the tiled pass's statistics copy, and the
-        # tiles with their accumulators (`--max-memory`, or what the machine has free).
-        self.bytes_per_pixel = int(BYTES_PER_PIXEL_FP32 * self.heap_factor
-                                   // (2 if dtype != torch.float32 and device.type == "cuda" else 1))
-        if memory_budget is None and tile:  # --tile alone bounds memory too: one tile's worth per pass
-            memory_budget = tile * tile * self.bytes_per_pixel
-        self.memory_budget = memory_budget or self._memory_budget()
-        self.pixel_budget = pixel_budget or max(64 * 64, self.memory_budget // self.bytes_per_pixel)
-
-    def _memory_budget(self) -> int:
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(free * 0.7)
-        return min(CPU_ACTIVATION_BYTES, _available_ram() // 2)
-
-    def to_input(self, rgb: np.ndarray) -> torch.Tensor:
-        """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1] on the device."""
-        t = torch.from_numpy(np.ascontiguousarray(rgb))
-        if t.ndim == 3:
-            t = t[None]
-        t = t.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 127.5).sub_(1.0)
-        return t.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        # [N, 3, H, W] in [-1, 1] -> same
-        with torch.inference_mode():
-            if self.dtype == torch.float32:
-                return self.model(x)
-            with torch.autocast(self.device.type, dtype=self.dtype):
-                return self.model(x).float()
-
-    def check_precision(self, rgb: np.ndarray, tolerance: float = REDUCED_PRECISION_TOLERANCE) -> str | None:
-        """Compare this engine's reduced-precision output for `rgb` (`[H, W, 3]` uint8, scaled to at most
-        256 px) with fp32's; when they differ by more than `tolerance` levels on average (or are not finite),
-        switch to fp32 and return one line saying so. None when the precision is kept (or is fp32)."""
-        if self.dtype == torch.float32:
-            return None
-        h, w = rgb.shape[:2]
-        s = min(1.0, 256 / max(h, w))
-        small = cv2.resize(rgb, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else rgb
-        x = self.to_input(small)
-        reduced = self.run(x).float()
-        with torch.inference_mode():
-            exact = self.model(x).float()
-        diff = (reduced - exact).abs().mul(127.5)
-        if torch.isfinite(reduced).all() and float(diff.mean()) <= tolerance:
-            return None
-        was = str(self.dtype).replace("torch.", "")
-        self.dtype = torch.float32
-        if self.device.type == "cpu":
-            self.nnpack_convs = accelerate(self.model)
-        return (f"{was} changes this model's output by {float(diff.mean()):.1f} levels on average (max "
-                f"{float(diff.max()):.0f}) against fp32: using fp32 (choose with --precision)")
-
-    @staticmethod
-    def to_uint8(y: torch.Tensor) -> np.ndarray:
-        """`[N, 3, H, W]` in [-1, 1] -> `[N, H, W, 3]` uint8 RGB (converted on the device)."""
-        y = y.float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-        return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-    def needs_tiling(self, h: int, w: int) -> bool:
-        return bool(self.tile) or h * w > self.pixel_budget
-
-    def tile_side(self, h: int = 0, w: int = 0) -> int:
-        """The tile side for an `h` x `w` image: `--tile` or what the budget allows once the image's
-        accumulators are paid for, whichever is smaller (never below MIN_TILE)."""
-        left = self.memory_budget - TILED_BYTES_PER_IMAGE_PIXEL * h * w
-        side = int(min(max(0, left // self.bytes_per_pixel), self.pixel_budget) ** 0.5 // 8 * 8)
-        if self.device.type == "cpu":
-            side = min(side, int(DEFAULT_CPU_TILE / self.heap_factor ** 0.5) // 8 * 8)
-        if self.tile:
-            side = min(side, self.tile)
-        return max(MIN_TILE, side)
-
-    def stylize_batch(self, images: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.to_uint8(self.run(self.to_input(images)))
-
-    def stylize_image(self, rgb: np.ndarray, on_tile: Callable[[], None] | None = None) -> np.ndarray:
-        h, w = rgb.shape[:2]
-        if not self.needs_tiling(h, w):
-            return self.stylize_batch(rgb[None])[0]
-        out, _ = stylize_tiled(self.model, rgb, self.tile_side(h, w), self.overlap, run=self.run,
-                               to_input=self.to_input, stats_pixels=self.pixel_budget, on_tile=on_tile)
-        return out
-
-    def batch_limit(self, h: int, w: int, batch_size: int) -> int:
-        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
-            # Measured (bench_precision.py): bf16 in channels_last is 1.9x fp32 one image at a time, and slower
-            # than fp32 for a batch of 3 512x512 images on the same CPU.
-            return 1
-        return max(1, min(batch_size, self.pixel_budget // max(1, h * w)))
 
 
 # ---- planning ----------------------------------------------------------------------------------
@@ -384,7 +208,7 @@ def select_jobs(jobs: list[_Job], overwrite: bool, newest_input: Callable[[_Job]
 
 def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Reporter | None = None) -> StylizeSummary:
     """Stylize every image and video under `inputs` into `options.out_dir`. See the module docstring."""
-    from ..models.weights import load_generator, weights_fingerprint
+    from ..models.weights import weights_fingerprint
 
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
@@ -408,25 +232,8 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
         summary.seconds = time.perf_counter() - t0
         return _finish(summary, reporter)
 
-    device = resolve_device(options.device)
-    dtype = resolve_precision(options.precision, device)
-    loaded = load_generator(weights, device="cpu")
-    summary.weights, summary.device = loaded.source, str(device)
-    engine = Engine(loaded.model, device, dtype, fast_cpu=options.fast_cpu, tile=options.tile,
-                    overlap=options.overlap,
-                    memory_budget=int(options.max_memory * 2**30) if options.max_memory else None)
-    if options.precision == "auto" and dtype != torch.float32:
-        # A reduced precision chosen for speed must not change what the model draws: checked once, on the first
-        # image (or a sample photo when only videos were given), before anything is written.
-        first = next((j for j in todo if not j.video), None)
-        try:
-            sample = _load(first, options.max_side) if first is not None else _sample_photo()
-        except InputError:  # reported when its turn comes
-            sample = _sample_photo()
-        fallback = engine.check_precision(sample)
-        if fallback:
-            reporter.info(fallback)
-    reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}, precision {str(engine.dtype).replace('torch.', '')}")
+    engine = _make_engine(weights, todo, options, reporter)
+    summary.weights, summary.device = engine.source, str(engine.device)
 
     images = [j for j in todo if not j.video]
     videos = [j for j in todo if j.video]
@@ -447,6 +254,44 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
             summary.failed += 1
     summary.seconds = time.perf_counter() - t0
     return _finish(summary, reporter)
+
+
+def _make_engine(weights: Path, todo: list[_Job], options: StylizeOptions, reporter: Reporter) -> Engine | OnnxEngine:
+    """The engine for `weights`: ONNX Runtime for an .onnx graph, PyTorch for everything else (with the
+    reduced-precision check of `--precision auto`). Says in one line what runs where."""
+    from ..models.weights import load_generator, resolve_weights_file, sniff_kind
+
+    memory_budget = int(options.max_memory * 2**30) if options.max_memory else None
+    if not Path(weights).is_dir() and sniff_kind(resolve_weights_file(weights)) == "onnx":
+        if options.precision not in ("auto", "fp32"):
+            raise InputError(weights, f"an ONNX graph runs in its own precision: --precision {options.precision} "
+                                      f"applies to PyTorch weights (use auto or fp32)")
+        device = resolve_device(options.device)
+        if options.device == "auto" and device.type == "cuda" and not onnx_cuda_available():
+            device = torch.device("cpu")  # this ONNX Runtime build has no CUDA provider
+        onnx_engine = OnnxEngine(weights, device, tile=options.tile, overlap=options.overlap, memory_budget=memory_budget)
+        reporter.info(f"weights {weights} ({onnx_engine.contract.describe()}), {onnx_engine.label}")
+        return onnx_engine
+
+    device = resolve_device(options.device)
+    dtype = resolve_precision(options.precision, device)
+    loaded = load_generator(weights, device="cpu")
+    engine = Engine(loaded.model, device, dtype, fast_cpu=options.fast_cpu, tile=options.tile,
+                    overlap=options.overlap, memory_budget=memory_budget)
+    engine.source = loaded.source
+    if options.precision == "auto" and dtype != torch.float32:
+        # A reduced precision chosen for speed must not change what the model draws: checked once, on the first
+        # image (or a sample photo when only videos were given), before anything is written.
+        first = next((j for j in todo if not j.video), None)
+        try:
+            sample = _load(first, options.max_side) if first is not None else _sample_photo()
+        except InputError:  # reported when its turn comes
+            sample = _sample_photo()
+        fallback = engine.check_precision(sample)
+        if fallback:
+            reporter.info(fallback)
+    reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}, precision {str(engine.dtype).replace('torch.', '')}")
+    return engine
 
 
 def _finish(summary: StylizeSummary, reporter: Reporter) -> StylizeSummary:

@@ -202,8 +202,8 @@ def describe_unloadable(path: Path, exc: BaseException) -> str:
     kind = sniff_kind(path)
     expected = "a PyTorch state dict saved with torch.save"
     if kind == "onnx":
-        return ("an ONNX model, not PyTorch weights: ONNX files are for onnxruntime and other runtimes; pass the run "
-                "folder or the generator.safetensors it was exported from")
+        return ("an ONNX model, not PyTorch weights: `animegan stylize --weights` runs it with ONNX Runtime; here pass "
+                "the run folder or the generator.safetensors it was exported from")
     if kind == "text":
         return f"a text file, not weights (expected {expected})"
     if kind in ("zip", "pickle"):

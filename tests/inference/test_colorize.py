@@ -212,3 +212,31 @@ def test_an_overflowing_batch_is_redone_in_fp32(sketches, weights, tmp_path, mon
     summary = colorize([sketches], opts, rep)
     assert summary.done == 2 and sum("overflowed" in w for w in rep.warnings) == 1
     assert read_image(tmp_path / "o" / "cat.png").std() > 0  # fp32 colours, not NaN turned black
+
+
+def test_auto_precision_is_checked_once_and_falls_back_when_it_changes_the_colours(sketches, weights, tmp_path,
+                                                                                   monkeypatch):
+    import pipelines.inference.engine as engine
+    from pipelines.models import style2paints
+    from pipelines.progress import RecordingReporter
+
+    monkeypatch.setattr(engine, "native_cpu_bf16", lambda: True)  # auto picks bf16 on any CPU for this test
+    real = style2paints.ColorizerModel.forward
+    calls = {"autocast": 0}
+
+    def shifted_under_autocast(self, sketch, style):
+        out = real(self, sketch, style)
+        if torch.is_autocast_enabled("cpu"):
+            calls["autocast"] += 1
+            return (out + 0.2).clamp(-1, 1)  # 25 levels brighter: a model bf16 breaks
+        return out
+
+    monkeypatch.setattr(style2paints.ColorizerModel, "forward", shifted_under_autocast)
+    rep = RecordingReporter()
+    opts = ColorizeOptions(reference=tmp_path / "ref.jpg", weights=weights, out_dir=tmp_path / "auto", batch_size=1)
+    assert colorize([sketches], opts, rep).done == 2
+    assert sum("changes this colorizer's output" in line and "using fp32" in line for line in rep.infos) == 1
+    assert calls["autocast"] == 1  # the check alone; every sketch then ran in fp32
+    opts = ColorizeOptions(reference=tmp_path / "ref.jpg", weights=weights, out_dir=tmp_path / "fp32", precision="fp32")
+    colorize([sketches], opts, RecordingReporter())
+    assert np.array_equal(read_image(tmp_path / "auto" / "cat.png"), read_image(tmp_path / "fp32" / "cat.png"))

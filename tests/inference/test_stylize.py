@@ -79,7 +79,7 @@ def test_same_result_as_the_plain_model_and_format_option(tmp_path: Path, weight
 
 def test_auto_precision_is_bf16_only_where_the_cpu_has_it_and_falls_back_when_bf16_breaks_the_model(
         tmp_path: Path, weights: Path, monkeypatch):
-    import pipelines.inference.stylize as st
+    import pipelines.inference.engine as st
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(st, "native_cpu_bf16", lambda: False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import cv2
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from conftest import skimage_photo
 from pipelines.models.registry import InferenceModel
-from pipelines.inference.stylize import Engine
+from pipelines.inference.engine import Engine
 from pipelines.inference.tiling import plan_axis, stylize_tiled
 
 
@@ -72,7 +74,7 @@ def test_engine_tiles_what_does_not_fit(image: np.ndarray):
 def test_one_memory_budget_bounds_every_pass(image: np.ndarray):
     """--max-memory sizes the statistics pass and the tiles (with the image's accumulators paid for);
     --tile alone bounds the statistics pass to one tile's worth as well."""
-    from pipelines.inference.stylize import TILED_BYTES_PER_IMAGE_PIXEL
+    from pipelines.inference.engine import TILED_BYTES_PER_IMAGE_PIXEL
 
     model = InferenceModel.for_architecture("animegan_v2").eval()
     budget = 96 * 96 * 3400  # bytes: about a 96 px square of activations
@@ -84,3 +86,20 @@ def test_one_memory_budget_bounds_every_pass(image: np.ndarray):
     assert engine.needs_tiling(h, w) and engine.stylize_image(image).shape == image.shape
     tiled = Engine(model, torch.device("cpu"), fast_cpu=False, tile=64)
     assert tiled.pixel_budget == 64 * 64 and tiled.tile_side(h, w) == 64
+
+
+def test_cpu_bf16_casts_the_generator_once_and_keeps_the_post_process_in_fp32():
+    from pipelines.inference.engine import _Cast
+
+    torch.manual_seed(0)
+    model = InferenceModel.for_architecture("whitebox").eval()
+    exact = Engine(InferenceModel.for_architecture("whitebox", generator=copy.deepcopy(model.generator)),
+                   torch.device("cpu"), fast_cpu=False)
+    fast = Engine(model, torch.device("cpu"), torch.bfloat16)
+    assert isinstance(fast.model.generator, _Cast)
+    assert {p.dtype for p in fast.model.generator.parameters()} == {torch.bfloat16}
+    assert fast.model.postprocess is not None  # the guided filter runs on the float32 it returns
+    rgb = np.ascontiguousarray(skimage_photo("chelsea", 96)[:80, :96])
+    a, b = exact.stylize_batch(rgb[None]).astype(int), fast.stylize_batch(rgb[None]).astype(int)
+    assert np.abs(a - b).mean() < 1.5
+    assert fast.check_precision(rgb) is None and fast.dtype == torch.bfloat16

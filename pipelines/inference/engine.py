@@ -1,0 +1,257 @@
+"""Inference engines: a loaded generator that turns uint8 images into uint8 images.
+
+Two engines share one interface (`stylize_batch`, `stylize_image`, `needs_tiling`, `tile_side`,
+`batch_limit`, `check_precision`, `label`), which is all `stylize` and the video stage use:
+
+- `Engine` (here): a PyTorch generator. On CUDA channels_last with fp16/bf16 autocast; on a CPU
+  that computes bf16 natively, the generator's weights are cast to bf16 once (autocast re-casts
+  every weight on every call: measured 0.73 s against 0.39 s for AnimeGANv2 at 512x512); elsewhere
+  fp32, with NNPACK where it pays off (`pipelines.models.cpu_speed`).
+- `OnnxEngine` (`pipelines.inference.onnx_engine`): an ONNX image-to-image graph run by ONNX Runtime.
+
+Both budget memory the same way (`Sizing`): images that would not fit are stylized tile by tile.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
+from .tiling import stylize_tiled
+
+DEVICES = ("auto", "cuda", "cpu")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+# Peak memory per input pixel of a forward pass in fp32 (activations, and what the process's heap
+# keeps around them): 2400 B from peak activations measured on CPU at 768x768 (v2 1.8 KB, v1 2.2 KB,
+# White-box 0.8 KB), raised to 3400 B because whole stylize runs under `--max-memory` measured 1.3-1.4x
+# over a 2400 B estimate (bench/bench_stylize_memory.py; docs/benchmarks.md).
+BYTES_PER_PIXEL_FP32 = 3400
+# On CPU at most this much memory goes to one forward pass (less when less is available).
+CPU_ACTIVATION_BYTES = 4 << 30
+DEFAULT_CPU_TILE = 1024
+# With the CPU allocator setting (cpu_speed.tune_allocator) freed activations stay in the heap, where
+# they fragment: one forward pass peaks about 1.46x higher than with mmap'd blocks (v2 at 1024x1024:
+# 4.23 vs 2.89 GiB), so the memory estimate grows and the CPU tile shrinks by the square root.
+HEAP_PEAK_FACTOR = 1.5
+DEFAULT_OVERLAP = 64
+# A tiled image also holds two float32 accumulators of its size (the blended output and the weights)
+# and the decoded input: 16 + 3 bytes per pixel, part of the same budget as the activations.
+TILED_BYTES_PER_IMAGE_PIXEL = 19
+MIN_TILE = 64
+
+# Mean absolute difference (levels of 255) above which an automatically chosen bf16/fp16 output is taken as
+# broken by the reduced precision; AnimeGANv2 in bf16 on CPU differs from fp32 by about 0.4 levels.
+REDUCED_PRECISION_TOLERANCE = 1.5
+# The precision check compares the two precisions on the first image scaled to this long side: large enough
+# for every layer of the generators to see real content, small enough that its fp32 pass costs little
+# (AnimeGANv2 at 160 px: about 0.07 s on 2 cores, against 0.19 s at 256 px).
+CHECK_SIDE = 160
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise InputError(None, f"--device must be one of {', '.join(DEVICES)}, not {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda: no CUDA device is available (use --device cpu)")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (`cpu_speed.native_cpu_bf16`), else fp32."""
+    if name not in PRECISIONS:
+        raise InputError(None, f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if native_cpu_bf16() else torch.float32
+    if name == "fp16" and device.type != "cuda":
+        raise InputError(None, "--precision fp16 needs a CUDA device (use fp32 or bf16 on CPU)")
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def available_ram() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def check_sample(rgb: np.ndarray, side: int = CHECK_SIDE) -> np.ndarray:
+    """`rgb` (`[H, W, 3]` uint8) scaled down so that its long side is at most `side` (never below 16 px)."""
+    h, w = rgb.shape[:2]
+    s = min(1.0, side / max(h, w))
+    if s >= 1:
+        return rgb
+    return cv2.resize(rgb, (max(16, round(w * s)), max(16, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+class Sizing:
+    """What fits in memory: whole-image passes up to `pixel_budget` pixels, tiles of `tile_side()` beyond.
+
+    `bytes_per_pixel` is the engine's peak memory per input pixel of one forward pass; `memory_budget`
+    (`--max-memory`, else what the device has free) bounds activations, the tiled pass's statistics copy and
+    the tiles' accumulators together.
+    """
+
+    def __init__(self, device: torch.device, bytes_per_pixel: int, tile: int | None, overlap: int,
+                 pixel_budget: int | None, memory_budget: int | None, cpu_tile_cap: int = DEFAULT_CPU_TILE):
+        self.device = device
+        self.source: Path | None = None  # the weights file it runs, for summaries
+        self.bytes_per_pixel = int(bytes_per_pixel)
+        self.tile, self.overlap = tile, overlap
+        if memory_budget is None and tile:  # --tile alone bounds memory too: one tile's worth per pass
+            memory_budget = tile * tile * self.bytes_per_pixel
+        self.memory_budget = memory_budget or self._memory_budget()
+        self.pixel_budget = pixel_budget or max(64 * 64, self.memory_budget // self.bytes_per_pixel)
+        self.cpu_tile_cap = cpu_tile_cap
+
+    def _memory_budget(self) -> int:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free * 0.7)
+        return min(CPU_ACTIVATION_BYTES, available_ram() // 2)
+
+    def needs_tiling(self, h: int, w: int) -> bool:
+        return bool(self.tile) or h * w > self.pixel_budget
+
+    def tile_side(self, h: int = 0, w: int = 0) -> int:
+        """The tile side for an `h` x `w` image: `--tile` or what the budget allows once the image's
+        accumulators are paid for, whichever is smaller (never below MIN_TILE)."""
+        left = self.memory_budget - TILED_BYTES_PER_IMAGE_PIXEL * h * w
+        side = int(min(max(0, left // self.bytes_per_pixel), self.pixel_budget) ** 0.5 // 8 * 8)
+        if self.device.type == "cpu":
+            side = min(side, self.cpu_tile_cap // 8 * 8)
+        if self.tile:
+            side = min(side, self.tile)
+        return max(MIN_TILE, side)
+
+
+class _Cast(nn.Module):
+    """`inner` with its weights cast once to `dtype`: casts its input to `dtype`, returns float32.
+
+    Wraps only the generator, so that a post-process (White-box's guided filter, whose box-filter variances
+    cancel catastrophically in 8-bit mantissas) stays in fp32."""
+
+    def __init__(self, inner: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.inner, self.dtype = inner.to(dtype), dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.to(self.dtype)).float()
+
+
+class Engine(Sizing):
+    """A loaded PyTorch generator on a device: uint8 images in, uint8 images out.
+
+    `stylize_batch([N, H, W, 3] uint8 RGB) -> [N, H, W, 3] uint8 RGB`; `stylize_image` picks
+    batching or tiling by size. The model inside takes `[N, 3, H, W]` in [-1, 1].
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
+                 fast_cpu: bool = True, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                 pixel_budget: int | None = None, memory_budget: int | None = None):
+        self.dtype = dtype
+        self.model = model.to(device).eval()
+        self.model.requires_grad_(False)
+        self._exact: nn.Module | None = None  # the fp32 model, while a cast one runs (for check_precision)
+        # NHWC: cuDNN's fast kernels, and oneDNN's bf16 ones on CPU (plain NCHW fp32 is faster there).
+        self.channels_last = device.type == "cuda" or dtype == torch.bfloat16
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if device.type == "cpu" and dtype == torch.bfloat16:
+            self._exact = self.model
+            self.model = self._cast(copy.deepcopy(self.model), dtype)
+        self.nnpack_convs, heap_factor = 0, 1.0
+        if device.type == "cpu" and fast_cpu and dtype == torch.float32:
+            if tune_allocator():
+                heap_factor = HEAP_PEAK_FACTOR
+            self.nnpack_convs = accelerate(self.model)
+        super().__init__(device, int(BYTES_PER_PIXEL_FP32 * heap_factor // (2 if dtype != torch.float32 and device.type == "cuda" else 1)),
+                         tile, overlap, pixel_budget, memory_budget, cpu_tile_cap=int(DEFAULT_CPU_TILE / heap_factor ** 0.5))
+
+    @staticmethod
+    def _cast(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+        if isinstance(getattr(model, "generator", None), nn.Module):
+            model.generator = _Cast(model.generator, dtype)
+            return model
+        return _Cast(model, dtype)
+
+    @property
+    def label(self) -> str:
+        """What runs, for the one-line summary: `torch bf16`, `torch fp32`."""
+        return f"torch {str(self.dtype).replace('torch.', '')}"
+
+    def to_input(self, rgb: np.ndarray) -> torch.Tensor:
+        """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1] on the device."""
+        t = torch.from_numpy(np.ascontiguousarray(rgb))
+        if t.ndim == 3:
+            t = t[None]
+        t = t.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 127.5).sub_(1.0)
+        return t.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        # [N, 3, H, W] in [-1, 1] -> same
+        with torch.inference_mode():
+            if self.dtype == torch.float32 or self._exact is not None:  # fp32, or weights already cast
+                return self.model(x).float()
+            with torch.autocast(self.device.type, dtype=self.dtype):
+                return self.model(x).float()
+
+    def check_precision(self, rgb: np.ndarray, tolerance: float = REDUCED_PRECISION_TOLERANCE) -> str | None:
+        """Compare this engine's reduced-precision output for `rgb` (`[H, W, 3]` uint8, scaled to at most
+        CHECK_SIDE px) with fp32's; when they differ by more than `tolerance` levels on average (or are not
+        finite), switch to fp32 and return one line saying so. None when the precision is kept (or is fp32)."""
+        if self.dtype == torch.float32:
+            return None
+        x = self.to_input(check_sample(rgb))
+        reduced = self.run(x).float()
+        exact_model = self._exact if self._exact is not None else self.model
+        with torch.inference_mode():
+            exact = exact_model(x).float()
+        diff = (reduced - exact).abs().mul(127.5)
+        if torch.isfinite(reduced).all() and float(diff.mean()) <= tolerance:
+            return None
+        was = str(self.dtype).replace("torch.", "")
+        self.dtype = torch.float32
+        self.model, self._exact = exact_model, None
+        if self.device.type == "cpu":
+            self.nnpack_convs = accelerate(self.model)
+        return (f"{was} changes this model's output by {float(diff.mean()):.1f} levels on average (max "
+                f"{float(diff.max()):.0f}) against fp32: using fp32 (choose with --precision)")
+
+    @staticmethod
+    def to_uint8(y: torch.Tensor) -> np.ndarray:
+        """`[N, 3, H, W]` in [-1, 1] -> `[N, H, W, 3]` uint8 RGB (converted on the device)."""
+        y = y.float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+        return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def stylize_batch(self, images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.to_uint8(self.run(self.to_input(images)))
+
+    def stylize_image(self, rgb: np.ndarray, on_tile: Callable[[], None] | None = None) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        if not self.needs_tiling(h, w):
+            return self.stylize_batch(rgb[None])[0]
+        out, _ = stylize_tiled(self.model, rgb, self.tile_side(h, w), self.overlap, run=self.run,
+                               to_input=self.to_input, stats_pixels=self.pixel_budget, on_tile=on_tile)
+        return out
+
+    def batch_limit(self, h: int, w: int, batch_size: int) -> int:
+        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
+            # Measured (bench_precision.py): bf16 in channels_last is about 2x fp32 one image at a time, and no
+            # faster per image in batches of 2 or 4 512x512 images on the same CPU.
+            return 1
+        return max(1, min(batch_size, self.pixel_budget // max(1, h * w)))

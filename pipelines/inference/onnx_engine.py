@@ -1,0 +1,338 @@
+"""`OnnxEngine`: an ONNX image-to-image graph run by ONNX Runtime, with the interface of `engine.Engine`.
+
+Runs the toolkit's own exports (`animegan export`: `image` `[N, 3, H, W]` RGB in [-1, 1]) and the graphs
+other projects release, such as AnimeGANv3's (one input named `AnimeGANv3_input:0` or similar, `[N, H, W, 3]`
+RGB in [-1, 1], dynamic height and width that must be multiples of 8). The contract is read from the graph:
+
+- one image input of rank 4, float32 or float16; the layout from which axis holds 3 channels (NCHW or
+  NHWC; tried both ways when the graph leaves it open); a fixed batch or spatial size when the graph fixes one;
+- the value range from the export's `value_range` metadata, else from the output's last operation (a
+  Sigmoid means [0, 1] in and out), else [-1, 1] (AnimeGAN's convention);
+- the size multiple by probing: the smallest of 1, 2, ..., 64 for which a size that is an odd multiple of it
+  runs and gives an output of the input's size. Every input is reflect-padded to that multiple and the output
+  cropped back, so a photo is never resized.
+
+A graph of any other shape (two inputs, no rank-4 output, integer inputs) is one line saying what was found.
+Graphs are loaded from bytes, with no custom-operator libraries registered: nothing in the file can run as
+code, and no external data file beside it is opened.
+
+Tiling: large images are stylized in blended tiles like the PyTorch engine's, but a graph's normalization
+layers cannot be given the whole image's statistics, so each tile is normalized on its own (for
+GroupNorm/InstanceNorm generators tiles can differ slightly in tone; a larger `--max-memory` means fewer tiles).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import AnimeganError, InputError
+from .engine import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, Sizing
+from .tiling import stylize_tiled
+
+# Protobuf cannot hold more than 2 GiB; a larger ".onnx" is not a self-contained graph.
+MAX_ONNX_BYTES = 2 << 30
+PROBE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
+PROBE_SIDE = 72  # probe sizes are odd multiples of m from about this side: large enough for 5-6 downsamplings
+_VALUE_PRESERVING = {"Transpose", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Cast", "Flatten"}
+_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+@dataclass
+class GraphContract:
+    """What an image-to-image ONNX graph takes and gives."""
+
+    input_name: str
+    output_name: str
+    layout: str  # "NCHW" | "NHWC"
+    dtype: type  # np.float32 | np.float16
+    value_range: tuple[float, float]  # the input's and the output's
+    multiple: int  # H and W must be multiples of this
+    fixed_size: tuple[int, int] | None  # (H, W) when the graph takes only that size
+    fixed_batch: int | None
+    range_source: str  # where value_range came from, for the summary line
+
+    def describe(self) -> str:
+        size = f"{self.fixed_size[0]}x{self.fixed_size[1]} only" if self.fixed_size else f"multiples of {self.multiple}"
+        lo, hi = self.value_range
+        return f"ONNX {self.layout} '{self.input_name}', RGB in [{lo:g}, {hi:g}] ({self.range_source}), sizes {size}"
+
+
+def _need_ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise AnimeganError("running .onnx models needs ONNX Runtime: pip install onnxruntime") from None
+    return onnxruntime
+
+
+def onnx_cuda_available() -> bool:
+    """Whether the installed ONNX Runtime can run graphs on CUDA (the onnxruntime-gpu build)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return text[0][:200] if text else type(exc).__name__
+
+
+def read_graph_bytes(path: Path) -> bytes:
+    """The file's bytes: a regular file of at most MAX_ONNX_BYTES, else one line naming it."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    import stat as stat_mod
+
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise InputError(path, "is not a regular file")
+    if st.st_size > MAX_ONNX_BYTES:
+        raise InputError(path, f"is {st.st_size / 2**30:.1f} GiB: larger than an ONNX file can hold (2 GiB); "
+                               f"graphs with external weight files are not supported")
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _graph_hints(data: bytes) -> tuple[dict[str, str], str | None]:
+    """(metadata properties, op type that produces the first output) from the graph, when the onnx package
+    is installed; ({}, None) otherwise (ONNX Runtime exposes metadata but not the graph)."""
+    try:
+        import onnx
+    except ImportError:
+        return {}, None
+    try:
+        proto = onnx.load_from_string(data)  # bytes only: external data is never opened
+    except Exception:  # noqa: BLE001 - whatever onnx raises, ONNX Runtime has already accepted the file
+        return {}, None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if not proto.graph.output:
+        return props, None
+    # Walk back from the output through operations that only move or crop values (NHWC transposes, the
+    # export's crop) to the one that sets the range.
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    name, op = proto.graph.output[0].name, None
+    for _ in range(16):
+        node = producers.get(name)
+        if node is None:
+            break
+        op = node.op_type
+        if op not in _VALUE_PRESERVING or not node.input:
+            break
+        name = node.input[0]
+    return props, op
+
+
+def _parse_range(text: str) -> tuple[float, float] | None:
+    try:
+        lo, hi = (float(v) for v in text.strip().strip("[]()").split(","))
+    except ValueError:
+        return None
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and hi > lo else None
+
+
+class OnnxEngine(Sizing):
+    """An ONNX image-to-image graph under ONNX Runtime: uint8 images in, uint8 images out.
+
+    `stylize_batch([N, H, W, 3] uint8 RGB) -> [N, H, W, 3] uint8 RGB`; `stylize_image` picks one pass or tiles.
+    `run([N, 3, H, W] float32 in [-1, 1]) -> same`, whatever the graph's own layout and range.
+    """
+
+    dtype = torch.float32  # what `stylize` reports; the graph's own input type is `contract.dtype`
+
+    def __init__(self, path: str | Path, device: torch.device, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                 memory_budget: int | None = None, threads: int | None = None):
+        ort = _need_ort()
+        self.path = Path(path)
+        data = read_graph_bytes(self.path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 4  # the probe's failed sizes are expected; errors reach the user as one line
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise InputError(self.path, "--device cuda: this ONNX Runtime has no CUDA provider "
+                                            "(pip install onnxruntime-gpu, or use --device cpu)")
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(data, options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types (Fail, InvalidGraph, ...)
+            raise InputError(self.path, f"ONNX Runtime cannot load this graph ({_first_line(exc)})") from None
+        meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
+        last_op = None
+        if "value_range" not in meta:  # reading the graph costs about 0.6 s (the onnx package's import): only if needed
+            props, last_op = _graph_hints(data)
+            meta.update(props)
+        self.contract = self._read_contract(meta, last_op)
+        super().__init__(device, BYTES_PER_PIXEL_FP32, tile, overlap, None, memory_budget)
+        self.provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
+        self.source = self.path
+
+    # ---- the contract --------------------------------------------------------------------------------
+
+    def _read_contract(self, meta: dict[str, str], last_op: str | None) -> GraphContract:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        expected = "one image input [N, 3, H, W] or [N, H, W, 3] and an image output"
+        if len(inputs) != 1:
+            names = ", ".join(f"'{i.name}' {list(i.shape)}" for i in inputs)
+            hint = " (a Style2paints export: use `animegan colorize`)" if {i.name for i in inputs} == {"sketch", "style"} else ""
+            raise InputError(self.path, f"the graph has {len(inputs)} inputs ({names}); stylize needs {expected}{hint}")
+        inp = inputs[0]
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise InputError(self.path, f"input '{inp.name}' has shape {shape}; stylize needs {expected}")
+        if inp.type not in _FLOAT_TYPES:
+            raise InputError(self.path, f"input '{inp.name}' is {inp.type}; stylize needs float32 or float16 images")
+        image_outputs = [o for o in outputs if o.shape is None or len(o.shape) in (0, 4)]
+        if not image_outputs:
+            found = ", ".join(f"'{o.name}' {list(o.shape)}" for o in outputs)
+            raise InputError(self.path, f"the graph has no image output ({found}); stylize needs {expected}")
+        out = image_outputs[0]
+
+        def fixed(v) -> int | None:
+            return v if isinstance(v, int) and v > 0 else None
+
+        c1, c3 = fixed(shape[1]), fixed(shape[3])
+        if c1 == 3:
+            layouts = ["NCHW"]
+        elif c3 == 3:
+            layouts = ["NHWC"]
+        elif c1 is None and c3 is None:
+            layouts = ["NCHW", "NHWC"]
+        else:
+            raise InputError(self.path, f"input '{inp.name}' {shape} has no axis of 3 colour channels; stylize needs {expected}")
+
+        # The value range: what the export says, else what the last operation implies, else AnimeGAN's [-1, 1].
+        value_range, source = (-1.0, 1.0), "assumed"
+        if meta.get("value_range") and _parse_range(meta["value_range"]):
+            value_range, source = _parse_range(meta["value_range"]), "metadata"  # type: ignore[assignment]
+        elif last_op == "Sigmoid":
+            value_range, source = (0.0, 1.0), "Sigmoid output"
+        elif last_op == "Tanh":
+            source = "Tanh output"
+
+        dtype = _FLOAT_TYPES[inp.type]
+        for layout in layouts:
+            hw = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+            fixed_size = (fixed(hw[0]), fixed(hw[1]))
+            contract = GraphContract(inp.name, out.name, layout, dtype, value_range, 1,
+                                     fixed_size if all(fixed_size) else None, fixed(shape[0]), source)  # type: ignore[arg-type]
+            if contract.fixed_size:
+                if self._probe(contract, *contract.fixed_size):
+                    return contract
+                continue
+            for m in PROBE_MULTIPLES:
+                k = max(1, math.ceil(PROBE_SIDE / m)) | 1  # an odd multiple of m: not a multiple of 2m
+                contract.multiple = m
+                if self._probe(contract, m * k, m * (k + 2)):
+                    return contract
+        raise InputError(self.path, f"no input size gave an output of the same size (layouts {'/'.join(layouts)}, "
+                                    f"multiples {PROBE_MULTIPLES[0]}-{PROBE_MULTIPLES[-1]} of 2 sides tried); "
+                                    f"stylize needs {expected}")
+
+    def _probe(self, contract: GraphContract, h: int, w: int) -> bool:
+        """Whether the graph runs on an `h` x `w` image and returns an image of that size with finite values."""
+        rng = np.random.default_rng(0)
+        x = torch.from_numpy(rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32))
+        try:
+            y = self._session_run(contract, x)
+        except Exception:  # noqa: BLE001 - a size the graph cannot take raises onnxruntime's own errors
+            return False
+        return tuple(y.shape) == (1, 3, h, w) and bool(np.isfinite(y).all())
+
+    def _session_run(self, c: GraphContract, x: torch.Tensor) -> np.ndarray:
+        # x: [N, 3, H, W] float32 in [-1, 1] (H, W already what the graph takes) -> [N, 3, H, W] float32 in [-1, 1]
+        lo, hi = c.value_range
+        a = x.numpy()
+        if (lo, hi) != (-1.0, 1.0):
+            a = (a + 1.0) * ((hi - lo) / 2.0) + lo
+        if c.layout == "NHWC":
+            a = a.transpose(0, 2, 3, 1)
+        y = self.session.run([c.output_name], {c.input_name: np.ascontiguousarray(a, dtype=c.dtype)})[0]
+        y = np.asarray(y, dtype=np.float32)
+        if y.ndim != 4:
+            raise ValueError(f"output of rank {y.ndim}")
+        if c.layout == "NHWC":
+            y = y.transpose(0, 3, 1, 2)
+        if (lo, hi) != (-1.0, 1.0):
+            y = (y - lo) * (2.0 / (hi - lo)) - 1.0
+        return y
+
+    # ---- running ---------------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return f"onnxruntime {np.dtype(self.contract.dtype).name.replace('float', 'fp')} ({self.provider})"
+
+    def to_input(self, rgb: np.ndarray) -> torch.Tensor:
+        """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1]."""
+        t = torch.from_numpy(np.ascontiguousarray(rgb))
+        if t.ndim == 3:
+            t = t[None]
+        return t.permute(0, 3, 1, 2).float().mul_(1 / 127.5).sub_(1.0).contiguous()
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """`[N, 3, H, W]` float32 in [-1, 1] -> same: reflect-padded to what the graph takes, cropped back."""
+        c = self.contract
+        n, _, h, w = x.shape
+        if c.fixed_size:
+            ph, pw = c.fixed_size
+        else:
+            m = c.multiple
+            ph, pw = -(-h // m) * m, -(-w // m) * m
+        a = x.detach().float().cpu().numpy()
+        if (ph, pw) != (h, w):
+            # np.pad's reflect mode grows in steps, so a side may be padded by more than its length.
+            a = np.pad(a, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)), mode="reflect" if min(h, w) > 1 else "edge")
+        limit = c.fixed_batch or n
+        outs = [self._session_run(c, torch.from_numpy(np.ascontiguousarray(a[i:i + limit]))) for i in range(0, n, limit)]
+        y = np.concatenate(outs) if len(outs) > 1 else outs[0]
+        return torch.from_numpy(np.clip(y[:, :, :h, :w], -1.0, 1.0))
+
+    def check_precision(self, rgb: np.ndarray, tolerance: float = 0.0) -> str | None:
+        return None  # the graph runs in its own precision
+
+    def needs_tiling(self, h: int, w: int) -> bool:
+        fs = self.contract.fixed_size
+        return super().needs_tiling(h, w) or bool(fs and (h > fs[0] or w > fs[1]))
+
+    def tile_side(self, h: int = 0, w: int = 0) -> int:
+        side = super().tile_side(h, w)
+        fs = self.contract.fixed_size
+        if fs:
+            # The tiler may stretch the last tile by up to 3 px (tile starts are multiples of 4).
+            side = min(side, min(fs) - 8)
+        return max(16, side)
+
+    def stylize_batch(self, images: np.ndarray) -> np.ndarray:
+        y = self.run(self.to_input(images))  # [N, 3, H, W] in [-1, 1]
+        return y.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+    def stylize_image(self, rgb: np.ndarray, on_tile: Callable[[], None] | None = None) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        if not self.needs_tiling(h, w):
+            return self.stylize_batch(rgb[None])[0]
+        # No norm layers to patch: an empty module; each tile is normalized by the graph on its own.
+        out, _ = stylize_tiled(nn.Module(), rgb, self.tile_side(h, w), self.overlap, run=self.run,
+                               to_input=self.to_input, on_tile=on_tile)
+        return out
+
+    def batch_limit(self, h: int, w: int, batch_size: int) -> int:
+        if self.contract.fixed_batch:
+            return self.contract.fixed_batch
+        if self.device.type == "cpu":
+            return 1  # ONNX Runtime's CPU convolutions gain nothing from batches of large images; memory does
+        return max(1, min(batch_size, self.pixel_budget // max(1, h * w)))
