@@ -26,7 +26,7 @@ def colorize_cmd(
     out: Path = typer.Option(Path("colorized"), "--out", "-o", help="Output folder (folder inputs keep their structure under it)."),
     keep_lines: bool = typer.Option(True, "--keep-lines/--no-keep-lines", help="Multiply the sketch's own lines over the colour, at full resolution."),
     invert: Invert = typer.Option(Invert.auto, "--invert", help="White lines on black: auto detects it from the paper's brightness."),
-    max_side: int = typer.Option(1024, "--max-side", min=32, max=8192, help="Longest side the network colours at; the colour is scaled back to the sketch's size (lines stay exact with --keep-lines)."),
+    max_side: Optional[int] = typer.Option(None, "--max-side", min=32, max=8192, help="Longest side the network colours at; the colour is scaled back to the sketch's size (lines stay exact with --keep-lines). [default: the scale the model was trained at (short side image-size x train-scale), else 1024]", show_default=False),
     fmt: Optional[Fmt] = typer.Option(None, "--format", help="Output format. Default: each sketch's own.", show_default=False),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Sketches of equal size and reference per forward pass."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),

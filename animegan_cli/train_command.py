@@ -56,7 +56,8 @@ def train(
     cartoon_set: Optional[str] = typer.Option(None, "--cartoon-set", help="White-box: the dataset set holding the cartoon images. [default: style]", show_default=False),
     superpixels: Optional[Superpixels] = typer.Option(None, "--superpixels", help="White-box structure segmentation: SLIC (200 segments) or Felzenszwalb (scale 10, sigma 0.8, min_size 100). [default: slic]", show_default=False),
     illustration_set: Optional[str] = typer.Option(None, "--illustration-set", help="Style2paints: the dataset set holding colour illustrations (style: the frames of extract-frames). [default: illustration]", show_default=False),
-    reference: Optional[Reference] = typer.Option(None, "--reference", help="Style2paints: the training reference is the illustration itself (the paper's way) or a colour-jittered, TPS-warped copy, so positions cannot be copied. [default: original]", show_default=False),
+    reference: Optional[Reference] = typer.Option(None, "--reference", help="Style2paints: the training reference is another crop of the illustration (another zoom, flipped, warped) sharing the target's random palette change, so colours must be read from it (crop); the illustration itself (original, the paper's); or a lightly jittered, TPS-warped copy (augmented). [default: crop]", show_default=False),
+    train_scale: Optional[float] = typer.Option(None, "--train-scale", min=1.0, max=8.0, help="Style2paints with --reference crop: scale illustrations so their short side is --image-size times this before cropping; colorize then works at that scale. [default: 1.5]", show_default=False),
     target_norm: Optional[TargetNorm] = typer.Option(None, "--target-norm", help="Style2paints: norm() of the discriminator's fc1 targets: v/max(v) or v/|v| (docs/colorize.md). [default: max]", show_default=False),
     ema: Optional[float] = typer.Option(None, "--ema", min=0.0, max=0.9999, help="Decay of the generator's weight average that samples, evaluations and exports use, from the GAN phase on (warms up as (1+n)/(10+n)); 0: the raw weights. [default: 0.999]", show_default=False),
     temporal_weight: Optional[float] = typer.Option(None, "--temporal-weight", min=0.0, max=1000.0, help="AnimeGAN/White-box: weight of a shift-consistency term (the output of a slightly shifted photo against the shifted output) that steadies video; 0: off. [default: 0]", show_default=False),
@@ -118,7 +119,7 @@ def train(
         "lr_g": lr_g, "lr_d": lr_d, "device": device, "seed": seed, "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
         "cpu_kernels": cpu_kernels, "memory_format": memory_format, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
-        "superpixels": superpixels, "illustration_set": illustration_set, "reference": reference,
+        "superpixels": superpixels, "illustration_set": illustration_set, "reference": reference, "train_scale": train_scale,
         "target_norm": target_norm, "ema": ema, "temporal_weight": temporal_weight, "color_target": color_target, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
     }
     weights = {

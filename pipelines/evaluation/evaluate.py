@@ -340,7 +340,7 @@ def format_table(result: EvalResult) -> list[str]:
     """The means as aligned text lines, with what each figure means."""
     explain = {
         "psnr": "dB, higher = closer to the reference",
-        "ssim": "0..1, higher = closer structure and contrast",
+        "ssim": "0..1, higher = closer structure and contrast (Wang et al.: 11x11 Gaussian window, sigma 1.5)",
         "ms_ssim": "0..1, multi-scale SSIM",
         "edge_corr": "-1..1, higher = the reference's edges kept",
         "color_shift": "CIEDE2000, lower = same colours (>10: a cast)",

@@ -43,12 +43,21 @@ def psnr(reference: np.ndarray, output: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(reference, output, data_range=255))
 
 
+SSIM_WINDOW = 11  # Wang et al. (2004): an 11x11 Gaussian window of sigma 1.5, population covariances
+SSIM_SIGMA = 1.5
+
+
 def ssim(reference: np.ndarray, output: np.ndarray) -> float:
-    """Structural similarity on RGB (mean over channels), scikit-image's defaults, data range 255."""
+    """Structural similarity on RGB (mean over channels) in Wang et al.'s form, the one torchmetrics and MS-SSIM
+    use: 11x11 Gaussian window of sigma 1.5, population (not sample) covariances, data range 255. Images under
+    11 px a side use the largest odd window that fits."""
     from skimage.metrics import structural_similarity
 
     _check_pair(reference, output)
-    return float(structural_similarity(reference, output, data_range=255, channel_axis=-1))
+    side = min(reference.shape[:2])
+    win = SSIM_WINDOW if side >= SSIM_WINDOW else max(3, side if side % 2 else side - 1)
+    return float(structural_similarity(reference, output, data_range=255, channel_axis=-1, gaussian_weights=True,
+                                       sigma=SSIM_SIGMA, use_sample_covariance=False, win_size=win))
 
 
 def ms_ssim(reference: np.ndarray, output: np.ndarray) -> float | None:

@@ -4,8 +4,9 @@
   RGBA (transparent paper becomes white) or white-on-black (`invert`, auto-detected by default).
 - References: one image for every sketch, or a folder paired by name (same relative path, or the same
   file name, whatever the suffix). Each reference's style vector (VGG19 fc1) is computed once.
-- Sizes: any. The network sees the sketch with its long side at most `max_side` (it was trained on 256
-  px crops; colour regions do not need more); the colour is scaled back to the sketch's size and, with
+- Sizes: any. The network sees the sketch at the scale it was trained at (its short side scaled to the
+  export's `train_short_side`, long side at most DEFAULT_MAX_SIDE), or with its long side at most `max_side`
+  when that is given (or the weights do not record a scale); the colour is scaled back to the sketch's size and, with
   `keep_lines` (the default), the sketch's own lines are multiplied over it at full resolution, so the
   lines a user drew survive exactly. Padding to the network's multiple is white paper, cropped off.
 - Batches: sketches of equal size with the same reference run together, `batch_size` at a time.
@@ -27,6 +28,7 @@ import torch
 
 from ..errors import InputError, PartialFailure
 from ..models.cpu_speed import accelerate, tune_allocator
+from ..data.references import square_reference
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
 from .engine import CHECK_SIDE, REDUCED_PRECISION_TOLERANCE, resolve_device, resolve_precision
@@ -44,7 +46,7 @@ class ColorizeOptions:
     format: str | None = None  # png | jpg | webp; None keeps each sketch's format
     keep_lines: bool = True
     invert: str = "auto"  # auto | on | off: white lines on black
-    max_side: int = DEFAULT_MAX_SIDE
+    max_side: int | None = None  # None: the weights' training scale (train_short_side), else DEFAULT_MAX_SIDE
     batch_size: int = 4
     device: str = "auto"
     precision: str = "auto"  # auto (fp16 on CUDA, bf16 on CPUs that compute it natively, checked once) | fp32 | fp16 | bf16
@@ -176,7 +178,11 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
             channels_last = True
             loaded.model.to(memory_format=torch.channels_last)
     reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}, precision {str(dtype).replace('torch.', '')}")
-    _colorize_all(todo, loaded.model, vgg, device, options, reporter, summary, channels_last, dtype)
+    train_short_side = (loaded.info.get("meta") or {}).get("train_short_side")
+    train_short_side = int(train_short_side) if isinstance(train_short_side, (int, float)) and 16 <= train_short_side <= 8192 else None
+    if options.max_side is None and train_short_side:
+        reporter.info(f"working scale: short side {train_short_side} px, as trained (--max-side to choose)")
+    _colorize_all(todo, loaded.model, vgg, device, options, reporter, summary, channels_last, dtype, train_short_side)
     summary.seconds = time.perf_counter() - t0
     return _finish(summary)
 
@@ -188,9 +194,14 @@ def _finish(summary: ColorizeSummary) -> ColorizeSummary:
     return summary
 
 
-def network_size(h: int, w: int, max_side: int) -> tuple[int, int]:
-    """The size the network sees: the sketch's, scaled down (never up) so the long side is at most `max_side`."""
-    s = min(1.0, max_side / max(h, w))
+def network_size(h: int, w: int, max_side: int | None, train_short_side: int | None = None) -> tuple[int, int]:
+    """The size the network sees: with `max_side`, the sketch's scaled down (never up) so the long side is at most
+    `max_side`; else scaled (up or down) so that its short side is `train_short_side`, the scale the model was
+    trained at, with the long side at most DEFAULT_MAX_SIDE; else as with DEFAULT_MAX_SIDE."""
+    if max_side is None and train_short_side:
+        s = min(train_short_side / min(h, w), DEFAULT_MAX_SIDE / max(h, w))
+    else:
+        s = min(1.0, (max_side or DEFAULT_MAX_SIDE) / max(h, w))
     return max(1, round(h * s)), max(1, round(w * s))
 
 
@@ -238,7 +249,7 @@ def _precision_changes_output(model: torch.nn.Module, x: torch.Tensor, style: to
 
 def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: torch.nn.Module, device: torch.device,
                   options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary, channels_last: bool = False,
-                  dtype: torch.dtype = torch.float32) -> None:
+                  dtype: torch.dtype = torch.float32, train_short_side: int | None = None) -> None:
     styles: dict[Path, torch.Tensor] = {}  # reference -> [1, 4096], computed once, in fp32
     fell_back = False
     checked = options.precision != "auto"  # a precision chosen by auto is checked once against fp32
@@ -265,7 +276,7 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
 
     def style_of(ref: Path) -> torch.Tensor:
         if ref not in styles:
-            rgb = read_image(ref)  # [H, W, 3] uint8
+            rgb = square_reference(read_image(ref))  # [S, S, 3] uint8: fc1 sees 224x224, never a squashed image
             x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
             styles[ref] = vgg(x)
         return styles[ref]
@@ -309,7 +320,7 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
             summary.failed += 1
             reporter.advance("colorize", 1)
             continue
-        h, w = network_size(*lines.shape, options.max_side)
+        h, w = network_size(*lines.shape, options.max_side, train_short_side)
         key = (h, w, ref)
         pending.setdefault(key, []).append((job, lines))
         if len(pending[key]) >= options.batch_size:

@@ -97,6 +97,15 @@ def check_sample(rgb: np.ndarray, side: int = CHECK_SIDE) -> np.ndarray:
     return cv2.resize(rgb, (max(16, round(w * s)), max(16, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def uint8_to_input(rgb: np.ndarray, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """`[H, W, 3]` or `[N, H, W, 3]` uint8 RGB -> `[N, 3, H, W]` float32 in [-1, 1] on `device` (converted there)."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb))
+    if t.ndim == 3:
+        t = t[None]
+    t = t.to(device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 127.5).sub_(1.0)
+    return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 class Sizing:
     """What fits in memory: whole-image passes up to `pixel_budget` pixels, tiles of `tile_side()` beyond.
 
@@ -195,11 +204,7 @@ class Engine(Sizing):
 
     def to_input(self, rgb: np.ndarray) -> torch.Tensor:
         """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1] on the device."""
-        t = torch.from_numpy(np.ascontiguousarray(rgb))
-        if t.ndim == 3:
-            t = t[None]
-        t = t.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 127.5).sub_(1.0)
-        return t.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return uint8_to_input(rgb, self.device, self.channels_last)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         # [N, 3, H, W] in [-1, 1] -> same

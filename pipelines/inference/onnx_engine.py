@@ -34,13 +34,14 @@ import torch
 from torch import nn
 
 from ..errors import AnimeganError, InputError
-from .engine import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, Sizing
+from .engine import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, Sizing, uint8_to_input
 from .tiling import stylize_tiled
 
 # Protobuf cannot hold more than 2 GiB; a larger ".onnx" is not a self-contained graph.
 MAX_ONNX_BYTES = 2 << 30
 PROBE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
 PROBE_SIDE = 72  # probe sizes are odd multiples of m from about this side: large enough for 5-6 downsamplings
+SMALL_PROBE_SIDE = 16  # then the smallest size tried, which smaller inputs are padded up to when it runs
 _VALUE_PRESERVING = {"Transpose", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Cast", "Flatten"}
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -58,6 +59,7 @@ class GraphContract:
     fixed_size: tuple[int, int] | None  # (H, W) when the graph takes only that size
     fixed_batch: int | None
     range_source: str  # where value_range came from, for the summary line
+    min_side: int = 1  # the smaller side of the size that passed the probe: smaller inputs are padded up to it
 
     def describe(self) -> str:
         size = f"{self.fixed_size[0]}x{self.fixed_size[1]} only" if self.fixed_size else f"multiples of {self.multiple}"
@@ -238,6 +240,10 @@ class OnnxEngine(Sizing):
                 k = max(1, math.ceil(PROBE_SIDE / m)) | 1  # an odd multiple of m: not a multiple of 2m
                 contract.multiple = m
                 if self._probe(contract, m * k, m * (k + 2)):
+                    # A graph with many downsamplings may fail on small inputs: those are padded up to a size that ran
+                    # (padding a normalized generator's input changes its output a little, so as little as works).
+                    small = m * (max(1, math.ceil(SMALL_PROBE_SIDE / m)) | 1)
+                    contract.min_side = small if small < m * k and self._probe(contract, small, small) else m * k
                     return contract
         raise InputError(self.path, f"no input size gave an output of the same size (layouts {'/'.join(layouts)}, "
                                     f"multiples {PROBE_MULTIPLES[0]}-{PROBE_MULTIPLES[-1]} of 2 sides tried); "
@@ -278,11 +284,8 @@ class OnnxEngine(Sizing):
         return f"onnxruntime {np.dtype(self.contract.dtype).name.replace('float', 'fp')} ({self.provider})"
 
     def to_input(self, rgb: np.ndarray) -> torch.Tensor:
-        """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1]."""
-        t = torch.from_numpy(np.ascontiguousarray(rgb))
-        if t.ndim == 3:
-            t = t[None]
-        return t.permute(0, 3, 1, 2).float().mul_(1 / 127.5).sub_(1.0).contiguous()
+        """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1] (host memory: ONNX Runtime's input)."""
+        return uint8_to_input(rgb, torch.device("cpu"))
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """`[N, 3, H, W]` float32 in [-1, 1] -> same: reflect-padded to what the graph takes, cropped back."""
@@ -292,13 +295,16 @@ class OnnxEngine(Sizing):
             ph, pw = c.fixed_size
         else:
             m = c.multiple
-            ph, pw = -(-h // m) * m, -(-w // m) * m
+            ph, pw = -(-max(h, c.min_side) // m) * m, -(-max(w, c.min_side) // m) * m
         a = x.detach().float().cpu().numpy()
         if (ph, pw) != (h, w):
             # np.pad's reflect mode grows in steps, so a side may be padded by more than its length.
             a = np.pad(a, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)), mode="reflect" if min(h, w) > 1 else "edge")
         limit = c.fixed_batch or n
-        outs = [self._session_run(c, torch.from_numpy(np.ascontiguousarray(a[i:i + limit]))) for i in range(0, n, limit)]
+        try:
+            outs = [self._session_run(c, torch.from_numpy(np.ascontiguousarray(a[i:i + limit]))) for i in range(0, n, limit)]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
+            raise AnimeganError(f"{self.path}: ONNX Runtime failed on a {pw}x{ph} input ({_first_line(exc)})") from None
         y = np.concatenate(outs) if len(outs) > 1 else outs[0]
         return torch.from_numpy(np.clip(y[:, :, :h, :w], -1.0, 1.0))
 

@@ -11,7 +11,8 @@
   network; on CUDA channels_last and fp16/bf16 autocast; on CPU `pipelines.models.cpu_speed` keeps
   large blocks mapped and sends the dense stride-1 convolutions through NNPACK (Winograd/FFT) when
   this torch build has it (checked against the plain convolution before use).
-- Resumable: an output newer than both its input and the weights file is skipped.
+- Resumable: an output made from the same input, weights content and pixel-changing options is skipped
+  (`pipelines.inference.made_with`); in folders from before that record, one newer than its input and weights.
 - Safe: inputs are never written to; an output path equal to an input path is refused up front;
   outputs are written atomically; each unreadable input is one warning, the rest go on, and
   `PartialFailure` is raised at the end if any failed.
@@ -38,6 +39,7 @@ from ..data.video import parse_time
 from ..progress import Reporter, plural
 from .stabilize import DEFAULT_STRENGTH
 from .engine import DEFAULT_OVERLAP, Engine, resolve_device, resolve_precision
+from .made_with import MadeWith, recipe_key, weights_sha256
 from .onnx_engine import OnnxEngine, onnx_cuda_available
 from .tiling import tiles_for
 from .video_encode import CHROMA
@@ -183,10 +185,10 @@ def resolve_weights(weights: Path | None, runs_dir: Path, kind: str = "image") -
 
 
 def select_jobs(jobs: list[_Job], overwrite: bool, newest_input: Callable[[_Job], float], reporter: Reporter,
-                summary: Any) -> list[_Job]:
+                summary: Any, fresh: Callable[[_Job], bool] | None = None) -> list[_Job]:
     """The jobs still to do: two inputs with one output name are refused (one line, `summary.failed`), and
-    an output newer than its input and `newest_input(job)` (weights, reference) is skipped (`summary.skipped`)
-    unless `overwrite`."""
+    an up-to-date output is skipped (`summary.skipped`) unless `overwrite`: `fresh(job)` when given (stylize's
+    record, `made_with`), else newer than its input and `newest_input(job)` (weights, reference)."""
     todo: list[_Job] = []
     seen: dict[Path, Path] = {}
     for j in jobs:
@@ -196,7 +198,7 @@ def select_jobs(jobs: list[_Job], overwrite: bool, newest_input: Callable[[_Job]
             summary.failed += 1
             continue
         seen[key] = j.src
-        if not overwrite and _fresh(j, newest_input(j)):
+        if not overwrite and (fresh(j) if fresh is not None else _fresh(j, newest_input(j))):
             summary.skipped += 1
             continue
         todo.append(j)
@@ -226,12 +228,34 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
 
     weights = resolve_weights(options.weights, options.runs_dir)
     weights_mtime = weights_fingerprint(weights)
-    todo = select_jobs(jobs, options.overwrite, lambda job: weights_mtime, reporter, summary)
+    made = MadeWith(Path(options.out_dir))
+    keys = _recipe_keys(weights, options)
+    key_of = lambda job: keys[job.video]  # noqa: E731
+    todo = select_jobs(jobs, options.overwrite, lambda job: weights_mtime, reporter, summary,
+                       fresh=lambda job: made.fresh(job.src, job.dst, key_of(job), weights_mtime))
     if not todo:
         summary.weights = weights
         summary.seconds = time.perf_counter() - t0
         return _finish(summary, reporter)
+    try:
+        return _run_jobs(todo, weights, options, reporter, summary, t0, lambda job: made.add(job.src, job.dst, key_of(job)))
+    finally:
+        made.flush()
 
+
+def _recipe_keys(weights: Path, options: StylizeOptions) -> dict[bool, str]:
+    """The `made_with` keys of image (False) and video (True) outputs: the weights' content and the options
+    that change their pixels."""
+    sha = weights_sha256(weights)
+    image = {"max_side": options.max_side, "tile": options.tile, "overlap": options.overlap, "precision": options.precision}
+    video = {**image, "start": options.start, "end": options.end, "crf": options.crf, "preset": options.preset,
+             "chroma": options.chroma, "stabilize": options.stabilize}
+    return {False: recipe_key(sha, image), True: recipe_key(sha, video)}
+
+
+def _run_jobs(todo: list[_Job], weights: Path, options: StylizeOptions, reporter: Reporter, summary: StylizeSummary,
+              t0: float, made: Callable[[_Job], None]) -> StylizeSummary:
+    """Load the engine and stylize `todo`; `made(job)` notes each finished output in the folder's record."""
     engine = _make_engine(weights, todo, options, reporter)
     summary.weights, summary.device = engine.source, str(engine.device)
 
@@ -241,7 +265,7 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
                                    end=options.end, crf=options.crf, preset=options.preset, chroma=options.chroma,
                                    stabilize=options.stabilize)
     if images:
-        _stylize_images(images, engine, options, reporter, summary)
+        _stylize_images(images, engine, options, reporter, summary, made)
     for job in videos:
         if reporter.should_abort():
             break
@@ -249,6 +273,7 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
             stylize_video(job.src, job.dst, engine, video_settings, reporter)
             summary.done += 1
             summary.outputs.append(job.dst)
+            made(job)
         except InputError as exc:
             reporter.warn(str(exc))
             summary.failed += 1
@@ -332,8 +357,8 @@ def _prefetch(jobs: list[_Job], fn: Callable[[_Job], np.ndarray], pool: ThreadPo
     yield from pending
 
 
-def _stylize_images(jobs: list[_Job], engine: Engine, options: StylizeOptions, reporter: Reporter,
-                    summary: StylizeSummary) -> None:
+def _stylize_images(jobs: list[_Job], engine: Engine | OnnxEngine, options: StylizeOptions, reporter: Reporter,
+                    summary: StylizeSummary, made: Callable[[_Job], None] = lambda job: None) -> None:
     reporter.start("images", "images", total=len(jobs))
     writes: list[tuple[_Job, Future]] = []
     batch: list[tuple[_Job, np.ndarray]] = []
@@ -384,6 +409,7 @@ def _stylize_images(jobs: list[_Job], engine: Engine, options: StylizeOptions, r
                 fut.result()
                 summary.done += 1
                 summary.outputs.append(job.dst)
+                made(job)
             except (InputError, OSError) as exc:
                 reporter.warn(f"{job.dst}: could not write ({exc})")
                 summary.failed += 1

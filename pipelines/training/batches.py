@@ -44,6 +44,9 @@ _ORDER, _AUGMENT, _SYNTH = 1, 2, 3
 # What a recipe may run in the loader's workers on each sample after cropping: the cropped images by set
 # name (`[S, S, 3] uint8`) and a generator seeded by the sample's key -> the arrays the batch carries
 # (`[S, S] uint8` becomes a 1-channel image). Must be picklable (workers are processes).
+# A transform with `wants_source = True` also gets each set's whole image (after reading, before cropping) under
+# this prefix, to make its own crops (Style2paints' reference from another part of the illustration).
+SOURCE_PREFIX = "@source:"
 SampleTransform = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 
 
@@ -281,6 +284,8 @@ class CropDataset(torch.utils.data.Dataset):
                     # make-smooth keeps the size; a twin edited by hand is brought back to it.
                     rgb = cv2.resize(rgb, (main_shape[1], main_shape[0]), interpolation=cv2.INTER_AREA)
                 out[set_name] = crop(rgb, *params, self.size)  # [S, S, 3] uint8
+                if getattr(self.transform, "wants_source", False):
+                    out[SOURCE_PREFIX + set_name] = rgb  # [H, W, 3] uint8, the whole image
         return out
 
 
@@ -351,13 +356,14 @@ def to_model_range(batch: torch.Tensor, device: torch.device, channels_last: boo
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def load_preview(paths: Sequence[Path], size: int) -> np.ndarray:
-    """Held-out photos as a fixed center crop: `[N, size, size, 3] uint8` (the sample grid's inputs)."""
+def load_preview(paths: Sequence[Path], size: int, scale: float = 1.0) -> np.ndarray:
+    """Held-out photos as a fixed center crop: `[N, size, size, 3] uint8` (the sample grid's inputs), from the
+    image scaled so that its short side is `size * scale` (the scale the recipe trains at)."""
     out = []
     for p in paths:
         rgb = read_image(p)
         h, w = rgb.shape[:2]
-        s = size / min(h, w)
+        s = max(size, round(size * scale)) / min(h, w)
         rgb = cv2.resize(rgb, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_AREA)
         h, w = rgb.shape[:2]
         top, left = (h - size) // 2, (w - size) // 2

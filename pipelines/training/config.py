@@ -75,9 +75,13 @@ class TrainConfig(BaseModel):
     # Style2paints only (recipes/style2paints.py):
     illustration_set: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
                                          description="Style2paints: the set holding colour illustrations (default: illustration)")
-    reference: Literal["original", "augmented"] = Field(
-        "original", description="Style2paints: the training reference is the illustration itself, or a colour-jittered, "
-                                "TPS-warped copy")
+    reference: Literal["crop", "original", "augmented"] = Field(
+        "crop", description="Style2paints: the training reference is another crop of the illustration at another zoom, "
+                            "flipped and warped, with the target's random palette change (crop); the illustration itself "
+                            "(original, the paper's); or a lightly jittered, TPS-warped copy (augmented)")
+    train_scale: float = Field(1.5, ge=1.0, le=8.0, description="Style2paints with --reference crop: illustrations are "
+                                                                "scaled so that their short side is image_size times this "
+                                                                "before cropping; colorize works at that scale")
     target_norm: Literal["max", "l2"] = Field("max", description="Style2paints: norm() of the discriminator's fc1 targets")
     sample_every: int | None = Field(None, ge=1, description="steps between sample grids (also at each epoch end)")
     log_every: int = Field(10, ge=1, description="steps between metrics rows")

@@ -34,6 +34,12 @@ SATURATED_FRACTION = 0.5
 # last FALLING_EVALS evaluations and by more than FALLING_DROP from its best.
 FALLING_EVALS = 3
 FALLING_DROP = 0.1
+# A colorizer (after its first evaluations) ignores its reference when a warm and a cool tint move its outputs'
+# red-minus-blue balance by less than this share of their own difference, and gives every reference the same
+# colours when its outputs of one sketch differ by less than ALIKE_LEVELS between references.
+REFERENCE_GRACE_EVALS = 1
+REFERENCE_IGNORED = 0.05
+ALIKE_LEVELS = 2.0
 
 
 def output_stats(outputs: np.ndarray) -> dict[str, float]:
@@ -57,6 +63,7 @@ class HealthMonitor:
     _content: deque = field(default_factory=lambda: deque(maxlen=FALLING_EVALS + 1))
     _best_content: float = float("-inf")
     _active: set[str] = field(default_factory=set)
+    _evals: int = 0
 
     def _once(self, kind: str, condition: bool, message: str) -> list[tuple[str, str]]:
         if condition and kind not in self._active:
@@ -87,16 +94,31 @@ class HealthMonitor:
                           + (f", generator adversarial loss up from {adv0:.3g} to {adv:.3g}" if adv0 and adv else "")
                           + "); try a lower --lr-d, a higher --d-adv-weight ratio, or more style images")
 
-    def observe_eval(self, step: int, stats: dict[str, float], content: float | None) -> list[tuple[str, str]]:
-        """(kind, message) pairs from the held-out outputs' `output_stats` and their content score."""
+    def observe_eval(self, step: int, stats: dict[str, float], content: float | None,
+                     means: dict[str, float] | None = None) -> list[tuple[str, str]]:
+        """(kind, message) pairs from the held-out outputs' `output_stats`, their content score and the recipe's
+        own held-out figures (`means`: a colorizer's `ref_tint`, `ref_spread`)."""
         found = []
+        means = means or {}
+        self._evals += 1
         found += self._once("black", stats["mean"] < BLACK_MEAN,
                             f"step {step}: the outputs are black (mean brightness {stats['mean']:.1f} of 255)")
         found += self._once("flat", stats["mean"] >= BLACK_MEAN and stats["std"] < FLAT_STD,
                             f"step {step}: the outputs are flat (contrast {stats['std']:.1f} of 255): the generator "
                             "has stopped following its input")
-        found += self._once("saturated", stats["saturated"] > SATURATED_FRACTION,
-                            f"step {step}: {stats['saturated']:.0%} of the output values are clipped at 0 or 255")
+        excess = stats["saturated"] - stats.get("target_saturated", 0.0)
+        found += self._once("saturated", excess > SATURATED_FRACTION,
+                            f"step {step}: {stats['saturated']:.0%} of the output values are clipped at 0 or 255"
+                            + (f" (the targets: {stats['target_saturated']:.0%})" if "target_saturated" in stats else ""))
+        if "ref_tint" in means and self._evals > REFERENCE_GRACE_EVALS:
+            found += self._once("reference_ignored", means["ref_tint"] < REFERENCE_IGNORED,
+                                f"step {step}: the colorizer ignores its reference (a warm and a cool reference move the "
+                                f"outputs' red-blue balance by {means['ref_tint']:.0%} of their own difference); train with "
+                                f"--reference crop")
+        if "ref_spread" in means and self._evals > REFERENCE_GRACE_EVALS:
+            found += self._once("outputs_alike", means["ref_spread"] < ALIKE_LEVELS,
+                                f"step {step}: every reference gives the same colours (outputs differ by "
+                                f"{means['ref_spread']:.1f} levels between references)")
         if content is not None:
             self._content.append(content)
             self._best_content = max(self._best_content, content)
@@ -112,7 +134,7 @@ class HealthMonitor:
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps so that a resumed run warns as a straight one would."""
         return {"early_d": self._early_d, "early_adv": self._early_adv, "low_d_rows": self._low_d_rows,
-                "content": list(self._content), "best_content": self._best_content, "active": sorted(self._active)}
+                "content": list(self._content), "best_content": self._best_content, "active": sorted(self._active), "evals": self._evals}
 
     def load_state(self, s: dict[str, Any]) -> None:
         self._early_d, self._early_adv = list(s["early_d"]), list(s["early_adv"])
@@ -120,6 +142,7 @@ class HealthMonitor:
         self._content = deque(s["content"], maxlen=FALLING_EVALS + 1)
         self._best_content = float(s["best_content"])
         self._active = set(s["active"])
+        self._evals = int(s.get("evals", 0))  # checkpoints from before this counter: counted from the resume on
 
 
 def phase_ranges(phases: list[tuple[str, int]], steps_per_epoch: int, total_steps: int) -> list[dict[str, Any]]:

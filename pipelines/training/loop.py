@@ -518,7 +518,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                                      transform=recipe.sample_transform()),
                          plan, loader_workers(config.workers, world), pin_memory=device.type == "cuda",
                          generator=torch.Generator().manual_seed(config.seed))
-    preview = to_model_range(torch.from_numpy(load_preview(preview_paths, config.image_size)).permute(0, 3, 1, 2),
+    preview = to_model_range(torch.from_numpy(load_preview(preview_paths, config.image_size, getattr(recipe, "train_scale", 1.0))).permute(0, 3, 1, 2),
                              device, channels_last)
 
     # ---------------------------------------------------------------- logging
@@ -738,7 +738,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         if eval_now:
             means, stats = _evaluate(recipe, shown(), preview)
             write_row({"step": step, "phase": phase.name, **{f"eval/{k}": v for k, v in {**means, **stats}.items()}})
-            warn(step, monitor.observe_eval(step, stats, means.get("edge_corr")))
+            warn(step, monitor.observe_eval(step, stats, means.get("edge_corr"), means))
 
         # -------------------------------------------------------- epoch end, checkpoints, samples
         if epoch_done:
@@ -964,4 +964,8 @@ def _evaluate(recipe: Recipe, generator: nn.Module, photos: torch.Tensor) -> tup
     ref = _to_u8(photos).numpy()
     rows = [paired_metrics(r, o) for r, o in zip(ref, out)]
     means = {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
-    return means, output_stats(out)
+    means.update(recipe.held_out_metrics(generator, photos))
+    stats = output_stats(out)
+    # What the targets themselves clip: a colorizer's white paper is 255 by right, not a saturation fault.
+    stats["target_saturated"] = output_stats(ref)["saturated"]
+    return means, stats

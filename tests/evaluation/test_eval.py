@@ -27,12 +27,26 @@ def noisy(img: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee"])
-def test_psnr_and_ssim_are_scikit_images(name):
+def test_psnr_is_scikit_images_and_ssim_is_wangs_form_as_torchmetrics_computes_it(name):
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
     a = skimage_photo(name, 96)
     b = noisy(a, 12)
     assert M.psnr(a, b) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255), abs=1e-12)
-    assert M.ssim(a, b) == pytest.approx(structural_similarity(a, b, data_range=255, channel_axis=-1), abs=1e-12)
+    wang = structural_similarity(a, b, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False)
+    assert M.ssim(a, b) == pytest.approx(wang, abs=1e-12)
+    # torchmetrics computes the same definition (its borders are handled otherwise: closer on larger images);
+    # scikit-image's default form (7x7 uniform window, sample covariances) is further off.
+    big = skimage_photo(name, 256)
+    noisy_big = noisy(big, 12)
+    t = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].double() / 255  # noqa: E731
+    theirs = float(tm_ssim(t(noisy_big), t(big), data_range=1.0))
+    assert abs(M.ssim(big, noisy_big) - theirs) < 0.015
+    assert abs(M.ssim(big, noisy_big) - theirs) < abs(structural_similarity(big, noisy_big, data_range=255, channel_axis=-1) - theirs)
     assert M.psnr(a, a) == float("inf") and M.ssim(a, a) == pytest.approx(1.0)
+    small = skimage_photo(name, 8)
+    assert M.ssim(small, noisy(small, 12)) < 1.0  # images under 11 px use a smaller window
 
 
 def test_edge_corr_and_color_shift_rank_what_they_should():

@@ -153,6 +153,10 @@ def test_another_vgg_than_the_training_one_is_refused(sketches, tmp_path):
 
 def test_large_sketches_are_coloured_small_and_lined_at_full_size():
     assert network_size(3000, 2000, 1024) == (1024, 683) and network_size(300, 200, 1024) == (300, 200)
+    # At the training scale (short side 192 for 128 px crops at train scale 1.5), up or down, long side capped.
+    assert network_size(3000, 2000, None, 192) == (288, 192) and network_size(100, 150, None, 192) == (192, 288)
+    assert network_size(200, 4000, None, 192) == (51, 1024)
+    assert network_size(3000, 2000, 512, 192) == (512, 341)  # --max-side wins
     colour = np.full((10, 20, 3), 200, np.uint8)
     lines = np.full((40, 80), 255, np.uint8)
     lines[5, :] = 0
@@ -240,3 +244,24 @@ def test_auto_precision_is_checked_once_and_falls_back_when_it_changes_the_colou
     opts = ColorizeOptions(reference=tmp_path / "ref.jpg", weights=weights, out_dir=tmp_path / "fp32", precision="fp32")
     colorize([sketches], opts, RecordingReporter())
     assert np.array_equal(read_image(tmp_path / "auto" / "cat.png"), read_image(tmp_path / "fp32" / "cat.png"))
+
+
+def test_colorize_works_at_the_training_scale_and_squares_the_reference(sketches, tmp_path, monkeypatch):
+    from pipelines.data.references import square_reference
+    from pipelines.inference import colorize as colorize_module
+    from pipelines.progress import RecordingReporter
+
+    wide = np.zeros((40, 120, 3), np.uint8)
+    wide[:, 40:80] = (250, 10, 10)  # a red centre between black sides
+    assert square_reference(wide).shape == (40, 40, 3) and (square_reference(wide) == (250, 10, 10)).all()
+
+    w = tmp_path / "scaled"
+    w.mkdir()
+    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, w, meta={"vgg_weights": "random", "train_short_side": 64})
+    sizes = []
+    real = colorize_module._to_input
+    monkeypatch.setattr(colorize_module, "_to_input", lambda lines, size: sizes.append(size) or real(lines, size))
+    rep = RecordingReporter()
+    colorize([sketches], ColorizeOptions(reference=tmp_path / "ref.jpg", weights=w, out_dir=tmp_path / "o"), rep)
+    assert sizes and all(min(s) == 64 for s in sizes)
+    assert any("working scale: short side 64 px" in line for line in rep.infos)

@@ -16,6 +16,7 @@ from conftest import skimage_photo
 from pipelines.errors import InputError, PartialFailure
 from pipelines.fileio import encode_image, read_image
 from pipelines.models.animegan import GeneratorV2
+from pipelines.inference.made_with import RECORD_NAME
 from pipelines.progress import RecordingReporter
 from pipelines.inference.stylize import StylizeOptions, stylize
 
@@ -129,7 +130,7 @@ def test_corrupt_image_among_good_ones(tmp_path: Path, weights: Path):
     assert "broken.jpg" in res.output
     assert (tmp_path / "out" / "good1.png").exists() and (tmp_path / "out" / "good2.png").exists()
     assert not (tmp_path / "out" / "broken.jpg").exists()
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".") and not p.name.startswith(RECORD_NAME)]  # no temp files left
 
 
 def test_resumable_and_overwrite(tmp_path: Path, weights: Path):
@@ -143,11 +144,32 @@ def test_resumable_and_overwrite(tmp_path: Path, weights: Path):
     assert (second.done, second.skipped) == (0, 1) and out.stat().st_mtime_ns == old
     third = stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "out", overwrite=True))
     assert third.done == 1 and out.stat().st_mtime_ns != old
-    # Newer weights make the output stale.
-    os.utime(weights, None)
+    # The weights' content decides, not their date: touched, the output stays; replaced by other weights with
+    # an older date (`cp -p`), it is made again.
     t = out.stat().st_mtime
     os.utime(weights, (t + 10, t + 10))
+    assert stylize([src], opts).skipped == 1
+    community_weights(weights, seed=5)
+    os.utime(weights, (t - 1000, t - 1000))
     assert stylize([src], opts).done == 1
+
+
+def test_an_output_is_up_to_date_only_for_the_same_options(tmp_path: Path, weights: Path):
+    src = write(tmp_path / "in" / "p.png", skimage_photo("astronaut", 64))
+    out = tmp_path / "out" / "p.png"
+    opts = StylizeOptions(weights=weights, out_dir=tmp_path / "out")
+    assert stylize([src], opts).done == 1 and read_image(out).shape == (64, 64, 3)
+    small = StylizeOptions(weights=weights, out_dir=tmp_path / "out", max_side=40)
+    assert stylize([src], small).done == 1 and read_image(out).shape == (40, 40, 3)  # a new --max-side: made again
+    assert stylize([src], small).skipped == 1
+    assert stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "out", max_side=40, precision="fp32")).done == 1
+    # A changed input is made again, even when the output is newer than it.
+    write(src, skimage_photo("coffee", 64))
+    os.utime(src, (out.stat().st_mtime - 100,) * 2)
+    assert stylize([src], small).done == 1
+    # An output folder from before the record keeps the old rule (newer than input and weights).
+    (tmp_path / "out" / ".animegan-made.json").unlink()
+    assert stylize([src], small).skipped == 1
 
 
 def test_input_is_never_overwritten(tmp_path: Path, weights: Path):

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from animegan_cli.app import app
 from pipelines.models.animegan import GeneratorV2
+from pipelines.inference.made_with import RECORD_NAME
 from pipelines.inference.stylize import StylizeOptions, stylize
 
 runner = CliRunner()
@@ -83,7 +84,7 @@ def test_video_with_audio_through_cli(tmp_path: Path, weights: Path):
     assert {(w, h) for w, h, _ in frames} == {(64, 48)}
     assert [round(t, 3) for _, _, t in frames] == [round(k / 10, 3) for k in range(20)]
     assert codec == "aac" and abs(audio_secs - 2.0) < 0.15
-    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".") and not p.name.startswith(RECORD_NAME)]
 
 
 def test_trim_and_rotation(tmp_path: Path, weights: Path):
@@ -114,3 +115,16 @@ def test_corrupt_video_is_one_warning(tmp_path: Path, weights: Path):
     assert (tmp_path / "o" / "ok.mkv").exists() and not (tmp_path / "o" / "bad.mp4").exists()
     frames, _, audio_secs, codec = read_back(tmp_path / "o" / "ok.mkv")
     assert len(frames) == 5 and codec is None
+
+
+def test_a_trimmed_video_is_not_up_to_date_for_the_whole_video(tmp_path: Path, weights: Path):
+    src = make_video(tmp_path / "clip.mp4", seconds=2.0, audio=False)
+    args = ["stylize", str(src), "--weights", str(weights), "--out", str(tmp_path / "o"), "--preset", "ultrafast"]
+    res = runner.invoke(app, [*args, "--end", "1"])
+    assert res.exit_code == 0, res.output
+    assert len(read_back(tmp_path / "o" / "clip.mp4")[0]) == 10
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0 and "1 stylized, 0 up to date" in res.output, res.output
+    assert len(read_back(tmp_path / "o" / "clip.mp4")[0]) == 20
+    res = runner.invoke(app, args)
+    assert "0 stylized, 1 up to date" in res.output

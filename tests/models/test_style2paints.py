@@ -58,6 +58,37 @@ def test_style_vector_changes_the_colours(generator):
     assert (a - b).abs().mean() > 1e-2  # the style path reaches the output from the start (He init)
 
 
+def test_guide_1_is_blind_to_the_style_and_guide_2_is_not(generator):
+    x = torch.rand(1, 1, 64, 64) * 2 - 1
+    guides = GuideDecoders().eval()
+    with torch.no_grad():
+        _, enc_a, first_a = generator(x, torch.zeros(1, 4096), guides=True)
+        _, enc_b, first_b = generator(x, torch.rand(1, 4096) * 5, guides=True)
+        (g1a, g2a), (g1b, g2b) = guides(enc_a, first_a), guides(enc_b, first_b)
+    assert torch.equal(g1a, g1b)  # guide 1 reads the encoder before the style is added
+    assert (g2a - g2b).abs().mean() > 1e-3
+
+
+def test_style_standardization_is_fitted_kept_and_absent_in_older_files():
+    torch.manual_seed(1)
+    g = Style2PaintsGenerator().eval()
+    vectors = torch.rand(32, 4096) * torch.linspace(0.1, 3, 4096) + 7.0  # a large common part, small differences
+    g.set_style_statistics(vectors)
+    standardized = (vectors - g.style_mean) * g.style_scale
+    assert standardized.mean(0).abs().max() < 1e-4 and (standardized.std(0) - 1).abs().max() < 1e-3
+    dead = vectors.clone()
+    dead[:, 0] = 3.0  # a unit that never varies is not blown up
+    g.set_style_statistics(dead)
+    assert float(g.style_scale[0]) < 100 * float(g.style_scale[1:].mean())
+    # The statistics travel with the weights; a file from before them loads as the identity.
+    sd = g.state_dict()
+    assert "style_mean" in sd and "style_scale" in sd
+    old = {k: v for k, v in sd.items() if k not in ("style_mean", "style_scale")}
+    h = Style2PaintsGenerator()
+    h.load_state_dict(old)
+    assert torch.equal(h.style_mean, torch.zeros(4096)) and torch.equal(h.style_scale, torch.ones(4096))
+
+
 def test_style_targets():
     v = torch.tensor([[0.0, 2.0, 4.0, 1.0], [3.0, 0.0, 0.0, 0.0]])
     t = style_target(v, "max")
@@ -158,9 +189,14 @@ def test_the_recipe_trains_d_towards_fc1_targets_and_g_towards_the_references(tm
         v_real, v_ref = nets["vgg_fc1"](batch["illustration"]), nets["vgg_fc1"](batch["reference"])
         fake = nets["generator"](batch["sketch"], v_ref)
         d = nets["discriminator"]
-        want_real = F.binary_cross_entropy_with_logits(d(batch["illustration"]), style_target(v_real))
-        want_fake = F.binary_cross_entropy_with_logits(d(fake), torch.zeros(2, 4096))
-        want_g = 0.01 * F.binary_cross_entropy_with_logits(d(fake), style_target(v_ref))
+        # The log-likelihood distance, logged as a KL divergence: cross-entropy minus the targets' own entropy.
+        def entropy(t):
+            t = t.clamp(1e-6, 1 - 1e-6)
+            return -(t * t.log() + (1 - t) * (1 - t).log()).mean()
+
+        want_real = F.binary_cross_entropy_with_logits(d(batch["illustration"]), style_target(v_real)) - entropy(style_target(v_real))
+        want_fake = F.binary_cross_entropy_with_logits(d(fake), torch.zeros(2, 4096)) - entropy(torch.zeros(2, 4096))
+        want_g = 0.01 * (F.binary_cross_entropy_with_logits(d(fake), style_target(v_ref)) - entropy(style_target(v_ref)))
     assert torch.allclose(d_terms["d_real"], want_real, rtol=1e-4) and torch.allclose(d_terms["d_fake"], want_fake, rtol=1e-4)
     assert torch.allclose(g_terms["g_adv"], want_g, rtol=1e-4)
     assert not torch.allclose(style_target(v_real), style_target(v_ref))  # the two targets really differ here

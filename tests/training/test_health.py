@@ -77,3 +77,25 @@ def test_phase_ranges():
     assert cut[1] == {"phase": "gan", "epochs": 10, "first": 11, "last": 30, "runs": True, "complete": False}
     short = phase_ranges([("init", 2), ("gan", 10)], steps_per_epoch=5, total_steps=8)
     assert short[0]["last"] == 8 and short[1]["runs"] is False
+
+
+def test_white_paper_is_not_saturation_and_a_colorizer_that_ignores_its_reference_is_said():
+    rng = np.random.default_rng(0)
+    page = np.full((4, 32, 32, 3), 255, np.uint8)
+    page[:, 8:24, 8:24] = rng.integers(40, 200, (4, 16, 16, 3))  # mostly white paper, like the targets
+    stats = output_stats(page)
+    assert stats["saturated"] > 0.5
+    assert HealthMonitor().observe_eval(5, {**stats, "target_saturated": stats["saturated"]}, 0.8) == []
+
+    paper = {**stats, "target_saturated": stats["saturated"]}
+    m = HealthMonitor()
+    ignoring = {"ref_tint": 0.01, "ref_spread": 0.5}
+    assert m.observe_eval(5, paper, 0.8, ignoring) == []  # the first evaluation is a grace period
+    assert set(kinds(m.observe_eval(10, paper, 0.8, ignoring))) == {"reference_ignored", "outputs_alike"}
+    assert m.observe_eval(15, paper, 0.8, ignoring) == []  # said once
+    following = HealthMonitor()
+    for step in (5, 10, 15):
+        assert following.observe_eval(step, paper, 0.8, {"ref_tint": 0.4, "ref_spread": 15.0}) == []
+    restored = HealthMonitor()
+    restored.load_state(m.state())
+    assert restored.observe_eval(20, paper, 0.8, ignoring) == []  # still active after a resume

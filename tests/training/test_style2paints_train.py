@@ -114,7 +114,8 @@ def test_onnx_export_matches_pytorch(runs, tmp_path):
         got = sess.run(None, {"sketch": x, "style": s})[0]
         with torch.no_grad():
             want = model(torch.from_numpy(x), torch.from_numpy(s)).numpy()
-        assert got.shape == (2, 3, h, w) and np.abs(got - want).max() < 1e-4
+        # 2e-4 measured (0.03 levels): the standardized style vector is larger than the raw one
+        assert got.shape == (2, 3, h, w) and np.abs(got - want).max() < 1e-3
 
 
 def test_samples_vary_per_key_and_repeat_exactly(runs):
@@ -122,14 +123,44 @@ def test_samples_vary_per_key_and_repeat_exactly(runs):
 
     groups, _ = load_groups(runs["dataset"], (SetGroup("illustration", ("sketch",)),))
     assert len(groups[0]) == 6
-    ds = CropDataset(groups, seed=3, size=48, epoch_length=6, transform=ColorizationSamples("illustration", True))
-    a, b = ds[SampleKey(0, 1)], ds[SampleKey(0, 1)]
-    assert a["sketch"].shape == (1, 48, 48) and a["illustration"].shape == a["reference"].shape == (3, 48, 48)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    plain = CropDataset(groups, seed=3, size=48, epoch_length=6, transform=ColorizationSamples("illustration", False))
+    for mode in ("crop", "augmented"):
+        ds = CropDataset(groups, seed=3, size=48, epoch_length=6, transform=ColorizationSamples("illustration", mode, 48, 1.5))
+        a, b = ds[SampleKey(0, 1)], ds[SampleKey(0, 1)]
+        assert set(a) == {"sketch", "illustration", "reference"}  # no whole image leaks into the batch
+        assert a["sketch"].shape == (1, 48, 48) and a["illustration"].shape == a["reference"].shape == (3, 48, 48)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        other_epoch = ds[SampleKey(1, 1)]
+        assert not torch.equal(a["sketch"], other_epoch["sketch"])
+    plain = CropDataset(groups, seed=3, size=48, epoch_length=6, transform=ColorizationSamples("illustration", "original"))
     assert set(plain[SampleKey(0, 1)]) == {"illustration", "sketch"}
-    other_epoch = ds[SampleKey(1, 1)]
-    assert not torch.equal(a["sketch"], other_epoch["sketch"])
+
+
+def test_crop_reference_never_shares_the_target_window_and_shares_its_palette():
+    """The default reference is another view of the illustration: at no shift, flip or zoom does it line up with
+    the target pixel for pixel; its colours move with the target's."""
+    from pipelines.data.references import apply_palette, draw_palette
+    from pipelines.training.batches import SOURCE_PREFIX
+    from pipelines.training.recipes.style2paints import ColorizationSamples
+
+    illustration = skimage_photo("astronaut", 160)  # [160, 160, 3], stands in for a colour illustration
+    t = ColorizationSamples("illustration", "crop", size=48, scale=1.5)
+    assert t.wants_source
+    for seed in range(12):
+        out = t({"illustration": illustration[:48, :48], SOURCE_PREFIX + "illustration": illustration},
+                np.random.default_rng(seed))
+        target, ref = out["illustration"].astype(np.float32), out["reference"].astype(np.float32)
+        # Best alignment of the reference with the target over small shifts and a flip: still far apart.
+        best = min(np.abs(np.roll(r, (dy, dx), (0, 1)) - target)[8:-8, 8:-8].mean()
+                   for r in (ref, ref[:, ::-1]) for dy in range(-4, 5, 2) for dx in range(-4, 5, 2))
+        assert best > 8, seed
+    # One palette change for both: a warm and a cool draw move red-minus-blue in opposite directions.
+    rng = np.random.default_rng(0)
+    draws = [draw_palette(rng) for _ in range(64)]
+    warm = next(d for d in draws if d[3] > 0.2 and abs(d[0]) < 20)
+    cool = next(d for d in draws if d[3] < -0.2 and abs(d[0]) < 20)
+    rb = lambda im: float(im[..., 0].astype(int).mean() - im[..., 2].astype(int).mean())  # noqa: E731
+    assert rb(apply_palette(illustration, warm)) > rb(illustration) > rb(apply_palette(illustration, cool))
+    assert np.array_equal(apply_palette(illustration, (0.0, 1.0, 1.0, 0.0)), illustration)
 
 
 def test_missing_illustrations_name_the_command(tmp_path):
@@ -141,7 +172,7 @@ def test_missing_illustrations_name_the_command(tmp_path):
     assert "--illustration-set style" in res.output
     res = _cli("train", str(ds.root), "--model", "style2paints", "--illustration-set", "style", "--dry-run")
     summary = json.loads(res.output)
-    assert summary["data"]["style"] == 6 and summary["config"]["reference"] == "original"
+    assert summary["data"]["style"] == 6 and summary["config"]["reference"] == "crop"
 
 
 def test_imported_sketches_pair_with_their_illustrations_by_name(tmp_path):

@@ -133,6 +133,11 @@ class Recipe(ABC):
         shows and the held-out evaluation compares with `photos`. Called in eval mode, without gradients."""
         return generator(photos)
 
+    def held_out_metrics(self, generator: nn.Module, photos: torch.Tensor) -> dict[str, float]:
+        """Recipe-specific figures of the held-out evaluation (e.g. how far a colorizer follows its reference),
+        added to its row as `eval/<name>`. Called in eval mode, without gradients."""
+        return {}
+
     def sample_rows(self, generator: nn.Module, photos: torch.Tensor) -> list[torch.Tensor]:
         """The rows of a sample grid (each `[N, 1 or 3, H, W]` in [-1, 1]): by default inputs, then outputs."""
         return [photos, self.generate(generator, photos)]
