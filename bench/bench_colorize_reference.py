@@ -101,8 +101,10 @@ def main() -> None:
         add_images(train_files, "illustration", dataset, Reporter())
     short = round(args.image_size * 1.5)
     sketches, ills = held_out_views(held_files, args.image_size, short)
+    what = "measuring " + ", ".join(str(r) for r in args.measure) if args.measure else \
+        f"{args.steps} steps of batch {args.batch_size}, random VGG, {args.device}"
     print(f"{len(train_files)} training illustrations, {len(held_files)} held out; crops {args.image_size} px at short "
-          f"side {short}; {args.steps} steps of batch {args.batch_size}, random VGG, {args.device}", flush=True)
+          f"side {short}; {what}", flush=True)
 
     results: dict[str, dict] = {}
     pictures: dict[str, list] = {}

@@ -6,11 +6,13 @@ Images cross module boundaries as numpy arrays `[H, W, 3] uint8 RGB`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import io
 import os
 import re
+import stat
 import tempfile
 import time
 import zlib
@@ -239,11 +241,55 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB")).copy()
 
 
+# The largest file any command reads whole (an image, a manifest, a config): larger ones are refused before reading.
+MAX_FILE_BYTES = 2 << 30
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_regular_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of `path`, only if it is a regular file of at most `max_bytes` (symlinks followed).
+
+    Opened without blocking, so a FIFO in a file's place is refused at once instead of hanging the command;
+    devices (`/dev/zero`), sockets and folders are refused; a file that cannot be read whole (`/proc/self/mem`)
+    is an error, not a crash. Every refusal is an `OSError` whose `strerror` says why, so callers' existing
+    "cannot read (...)" lines name the file and the reason.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{_file_kind(st.st_mode)}, not a regular file", str(path))
+        too_big = OSError(errno.EFBIG, f"larger than the {max_bytes / 2**30:g} GiB a file may have here", str(path))
+        if st.st_size > max_bytes:
+            raise too_big
+        chunks, total = [], 0
+        while True:
+            try:
+                chunk = os.read(fd, max(1 << 16, min(st.st_size + 1 - total, 64 << 20)))
+            except (SystemError, ValueError, OverflowError) as exc:  # special files of /proc and the like
+                raise OSError(errno.EIO, f"cannot be read as a file ({type(exc).__name__})", str(path)) from None
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > max_bytes:  # grew while read, or a size the file system does not report (/proc)
+                raise too_big
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as `[H, W, 3] uint8 RGB`; raises `InputError` naming the file."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
     return decode_image(data, path)
@@ -287,7 +333,11 @@ def iter_files(paths: Iterable[str | Path], accept) -> Iterator[tuple[Path, Path
         elif p.is_file():
             yield p, p
         else:
-            raise InputError(p, "no such file or folder")
+            try:
+                mode = p.stat().st_mode
+            except OSError:
+                raise InputError(p, "no such file or folder") from None
+            raise InputError(p, f"{_file_kind(mode)}, not a regular file")
 
 
 # Atomic writes leave `.<stem>.<random>.tmp<suffix>` beside their target until the rename; one older

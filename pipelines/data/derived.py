@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import AnimeganError, InputError, PartialFailure
-from ..fileio import IMAGE_EXTENSIONS, decode_image, remove_stale_temporaries, sha256_bytes, write_image
+from ..fileio import read_regular_file, IMAGE_EXTENSIONS, decode_image, remove_stale_temporaries, sha256_bytes, write_image
 from ..processes import die_with
 from ..progress import Reporter, plural
 from .manifest import Dataset, DerivedSource, Manifest, Record, RecordBatch
@@ -146,7 +146,7 @@ def _make_one(job: _Job) -> dict[str, Any]:
     """
     try:
         try:
-            data = Path(job.source_abs).read_bytes()
+            data = read_regular_file(job.source_abs)
         except OSError as exc:
             raise InputError(job.source_abs, f"cannot read ({exc.strerror or exc})") from None
         if sha256_bytes(data) != job.source_sha256:

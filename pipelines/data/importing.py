@@ -30,7 +30,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, PartialFailure
-from ..fileio import (IMAGE_EXTENSIONS, claim_write, decode_image, encode_image, is_image_path, iter_files,
+from ..fileio import (read_regular_file, IMAGE_EXTENSIONS, claim_write, decode_image, encode_image, is_image_path, iter_files,
                       remove_stale_temporaries, sha256_bytes)
 from .derived import resize_short_side
 from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
@@ -182,7 +182,7 @@ def add_images(
                 break
             try:
                 try:
-                    data = src.read_bytes()
+                    data = read_regular_file(src)
                 except OSError as exc:
                     raise InputError(src, f"cannot read ({exc.strerror or exc})") from None
                 stored, suffix, w, h, as_is = plan_storage(data, src, size)

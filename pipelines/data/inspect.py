@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AnimeganError, InputError
-from ..fileio import (atomic_write_bytes, is_image_path, remove_stale_temporaries, sha256_bytes, sha256_file,
+from ..fileio import (read_regular_file, atomic_write_bytes, is_image_path, remove_stale_temporaries, sha256_bytes, sha256_file,
                       stale_temporaries)
 from .manifest import KNOWN_SETS, Dataset, DerivedSource, Record
 from ..progress import Reporter
@@ -246,7 +246,7 @@ def prune(dataset_root: str | Path, reporter: Reporter | None = None) -> PruneRe
         for r in records:
             path = ds.abspath(r.path)
             try:
-                data = path.read_bytes()
+                data = read_regular_file(path)
             except FileNotFoundError:
                 gone.add((name, r.path))
                 reporter.advance("prune")

@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import DatasetError, InputError, describe_validation_error
-from ..fileio import atomic_write_bytes, sha256_bytes
+from ..fileio import read_regular_file, atomic_write_bytes, sha256_bytes
 
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".manifest.lock"
@@ -229,8 +229,8 @@ def parse_manifest(data: bytes, where: Path) -> Manifest:
     """Parse and validate manifest bytes; errors name the file and the offending field."""
     try:
         raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{where}: not valid JSON ({exc})") from None
+    except ValueError as exc:  # JSON and UTF-8 errors, and numbers past Python's 4300-digit limit
+        raise DatasetError(f"{where}: not valid JSON ({str(exc).splitlines()[0][:160]})") from None
     except RecursionError:
         raise DatasetError(f"{where}: nested too deeply to be a dataset manifest") from None
     if not isinstance(raw, dict):
@@ -278,7 +278,7 @@ class Dataset:
 
     def _read(self) -> Manifest:
         try:
-            data = self.manifest_path.read_bytes()
+            data = read_regular_file(self.manifest_path)
         except FileNotFoundError:
             raise DatasetError(f"{self.manifest_path}: no dataset here") from None
         except OSError as exc:  # a folder named manifest.json, no permission, ...
@@ -286,7 +286,7 @@ class Dataset:
         return parse_manifest(data, self.manifest_path)
 
     def manifest_sha256(self) -> str:
-        return sha256_bytes(self.manifest_path.read_bytes())
+        return sha256_bytes(read_regular_file(self.manifest_path))
 
     @contextlib.contextmanager
     def transaction(self, timeout: float = 60.0) -> Iterator[Manifest]:

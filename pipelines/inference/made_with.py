@@ -22,7 +22,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from ..fileio import atomic_write_bytes, sha256_file
+from ..fileio import read_regular_file, atomic_write_bytes, sha256_file
 
 RECORD_NAME = ".animegan-made.json"
 FLUSH_EVERY = 32  # outputs
@@ -62,7 +62,7 @@ class MadeWith:
 
     def _read(self) -> dict[str, dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_bytes())
+            data = json.loads(read_regular_file(self.path))
             outputs = data.get("outputs") if isinstance(data, dict) and data.get("version") == 1 else None
             return {k: v for k, v in outputs.items() if isinstance(v, dict)} if isinstance(outputs, dict) else {}
         except (OSError, ValueError):

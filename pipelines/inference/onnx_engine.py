@@ -23,8 +23,8 @@ GroupNorm/InstanceNorm generators tiles can differ slightly in tone; a larger `-
 
 from __future__ import annotations
 
+import errno
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import AnimeganError, InputError
+from ..fileio import read_regular_file
 from .engine import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, Sizing, uint8_to_input
 from .tiling import stylize_tiled
 
@@ -92,20 +93,10 @@ def _first_line(exc: BaseException) -> str:
 def read_graph_bytes(path: Path) -> bytes:
     """The file's bytes: a regular file of at most MAX_ONNX_BYTES, else one line naming it."""
     try:
-        st = os.stat(path)
+        return read_regular_file(path, MAX_ONNX_BYTES)
     except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
-    import stat as stat_mod
-
-    if not stat_mod.S_ISREG(st.st_mode):
-        raise InputError(path, "is not a regular file")
-    if st.st_size > MAX_ONNX_BYTES:
-        raise InputError(path, f"is {st.st_size / 2**30:.1f} GiB: larger than an ONNX file can hold (2 GiB); "
-                               f"graphs with external weight files are not supported")
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+        hint = "; graphs with external weight files are not supported" if exc.errno == errno.EFBIG else ""
+        raise InputError(path, f"cannot read ({exc.strerror or exc}){hint}") from None
 
 
 def _graph_hints(data: bytes) -> tuple[dict[str, str], str | None]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..fileio import read_regular_file
 from ..errors import InputError, describe_validation_error
 
 CONFIG_NAME = "config.json"  # in a run folder: the resolved options
@@ -117,7 +118,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Options from a TOML (or JSON) file; keys may use '-' or '_'; loss weights in a `[weights]` table."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
     try:

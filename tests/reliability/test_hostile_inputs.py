@@ -115,7 +115,7 @@ def test_damaged_manifests_are_one_line(tmp_path):
     (ds / "manifest.json").unlink()
     (ds / "manifest.json").mkdir()
     res = runner.invoke(app, ["dataset", str(ds)])
-    assert res.exit_code == 3 and "cannot read the manifest (Is a directory)" in said(res)
+    assert res.exit_code == 3 and "cannot read the manifest (a folder, not a regular file)" in said(res)
 
 
 def test_a_full_disk_is_one_line(tmp_path, monkeypatch):
