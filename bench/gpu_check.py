@@ -10,7 +10,9 @@ step (median over the steps after the first two), peak GPU memory, and the first
 the fp32 run (the same weights and data: only precision differs; no NaN/inf, within the tolerances below).
 Then a 1080p clip with audio through `stylize` (decode, model, encode, audio copy) with v2 in fp16: frames/s
 end to end and peak memory. Last, on CUDA, the known-answer style benchmark at GPU scale (`bench_style_learning.py`,
-`--style-learning-steps`, 0 to leave it out): whether each family learns a computed cartoon look.
+`--style-learning-steps`, 0 to leave it out): whether each family learns a computed cartoon look; and, when the
+project's shared sample illustrations are beside the checkout, the colorizer reference benchmark
+(`bench_colorize_reference.py`, `--colorize-steps`): whether a Style2paints run follows its reference.
 
 Writes gpu_check.json and gpu_check.md (a table) into --out and prints the table. Every check that fails says
 so in the `ok` column and in the JSON; the script exits 1 when any did.
@@ -215,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--style-learning-steps", type=int, default=3000,
                     help="on CUDA, finish with the known-answer style benchmark (bench_style_learning.py: every "
                          "family, looks warm and pastel, 128 px crops, batch 8) for this many steps; 0 leaves it out")
+    ap.add_argument("--colorize-steps", type=int, default=2000,
+                    help="on CUDA, then the colorizer reference benchmark (bench_colorize_reference.py, crop and original "
+                         "references, batch 8) for this many steps, when ../shared/data/style_hayao is here; 0 leaves it out")
     args = ap.parse_args(argv)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = "cuda" if cuda else "cpu"
@@ -264,6 +269,18 @@ def main(argv: list[str] | None = None) -> int:
         learning = done.stdout[-6000:] + (f"\n(exit {done.returncode}: {done.stderr[-2000:]})" if done.returncode else "")
         print(learning, flush=True)
         rows.append(Row("known-answer style benchmark", ok=done.returncode == 0, note=" ".join(cmd[2:])))
+    illustrations = Path(__file__).resolve().parents[2] / "shared" / "data" / "style_hayao"
+    if cuda and args.colorize_steps and illustrations.is_dir():
+        import subprocess
+
+        cmd = [sys.executable, str(Path(__file__).with_name("bench_colorize_reference.py")), "--device", "cuda",
+               "--illustrations", str(illustrations), "--batch-size", "8", "--steps", str(args.colorize_steps),
+               "--references", "crop", "original", "--out", str(work / "colorize-reference")]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        said = done.stdout[-3000:] + (f"\n(exit {done.returncode}: {done.stderr[-2000:]})" if done.returncode else "")
+        learning += ("\n" if learning else "") + said
+        print(said, flush=True)
+        rows.append(Row("colorizer reference benchmark", ok=done.returncode == 0, note=" ".join(cmd[2:])))
 
     doc = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -277,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "gpu_check.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = (f"gpu_check on {doc['device']}, torch {doc['torch']} (CUDA {doc['cuda']}), {doc['date']}, "
           f"{size}x{size} batch {batch}, {doc['seconds']} s\n\n" + table(rows) + "\n"
-          + (f"\nKnown-answer style benchmark:\n\n```\n{learning}\n```\n" if learning else ""))
+          + (f"\nKnown-answer benchmarks (style learning; colorizer reference):\n\n```\n{learning}\n```\n" if learning else ""))
     (args.out / "gpu_check.md").write_text(md)
     print(md)
     return 0 if doc["ok"] else 1
