@@ -80,6 +80,17 @@ def is_video_path(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
+NAME_MAX = 255  # bytes in one file name on the common file systems (ext4, APFS, NTFS in UTF-16 units)
+
+
+def _temporary_affixes(path: Path) -> tuple[str, str]:
+    """(prefix, suffix) for `tempfile.mkstemp` beside `path`: `.<stem>.` and `.tmp<suffix>`, the stem cut (on bytes,
+    which the file system counts) so that the temporary name fits NAME_MAX even when `path`'s own name just does."""
+    suffix = f".tmp{path.suffix}"
+    room = NAME_MAX - len(os.fsencode(suffix)) - 2 - 8  # the two dots and mkstemp's 8 random characters
+    return f".{os.fsdecode(os.fsencode(path.stem)[:max(1, room)])}.", suffix
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it over `path`.
@@ -90,7 +101,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    prefix, suffix = _temporary_affixes(path)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, _FILE_MODE)
@@ -133,7 +145,8 @@ def claim_write(candidates: Iterable[Path], data: bytes, adoptable: Callable[[Pa
     candidates = iter(candidates)
     first = next(candidates)
     first.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{first.stem}.", suffix=f".tmp{first.suffix}", dir=first.parent)
+    prefix, suffix = _temporary_affixes(first)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=first.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import io
 import itertools
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, PartialFailure
-from ..fileio import (read_regular_file, IMAGE_EXTENSIONS, claim_write, decode_image, encode_image, is_image_path, iter_files,
+from ..fileio import (NAME_MAX, read_regular_file, IMAGE_EXTENSIONS, claim_write, decode_image, encode_image, is_image_path, iter_files,
                       remove_stale_temporaries, sha256_bytes)
 from .derived import resize_short_side
 from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
@@ -119,10 +120,12 @@ def plan_storage(data: bytes, name: str | Path, size: int | None = None) -> tupl
 
 
 def _names(directory: Path, stem: str, suffix: str) -> Iterator[Path]:
-    """`stem.suffix`, then `stem-1.suffix`, `stem-2.suffix`, ... in `directory`."""
+    """`stem.suffix`, then `stem-1.suffix`, `stem-2.suffix`, ... in `directory`; a stem is cut (on bytes) where a
+    numbered name would pass the file system's NAME_MAX, so every name offered can be created."""
     yield directory / f"{stem}{suffix}"
     for n in itertools.count(1):
-        yield directory / f"{stem}-{n}{suffix}"
+        tail = f"-{n}{suffix}"
+        yield directory / f"{os.fsdecode(os.fsencode(stem)[:NAME_MAX - len(os.fsencode(tail))])}{tail}"
 
 
 def add_images(

@@ -40,7 +40,8 @@ class VideoSettings:
 
 
 def stylize_video(src: Path, dst: Path, engine, settings: VideoSettings, reporter: Reporter) -> None:
-    """Stylize the video `src` into `dst` with `engine` (a `stylize.Engine`). Raises InputError naming the file."""
+    """Stylize the video `src` into `dst` with `engine` (`engine.Engine` or `onnx_engine.OnnxEngine`). Raises InputError
+    naming the file."""
     from ..data.video import TruncatedVideo, iter_frames, probe_video
     from .video_encode import VideoWriter, pick_encoder
 

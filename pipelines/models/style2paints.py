@@ -65,6 +65,9 @@ class Style2PaintsGenerator(nn.Module):
     """`sketch [N, 1, H, W]` in [-1, 1] (lines dark), `style [N, 4096]` (VGG19 fc1, >= 0) ->
     `[N, 3, H, W]` in [-1, 1]; H and W multiples of 32. 26,871,555 parameters."""
 
+    # Buffers added after the first exports: a file without them loads with the identity (`weights._load_network`).
+    OPTIONAL_STATE = ("style_mean", "style_scale")
+
     def __init__(self, style_dim: int = STYLE_DIM, bottleneck: int = BOTTLENECK):
         super().__init__()
         self.encoder = nn.ModuleList()

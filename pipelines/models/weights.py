@@ -412,7 +412,11 @@ def _load_network(path: str | Path, want: str | None) -> tuple[nn.Module, str, d
         generator = build_generator(arch, **kwargs)
     except TypeError as exc:
         raise InputError(source, f"arch_kwargs do not fit {arch} ({_first_line(exc)})") from None
-    ref = _shapes(generator.state_dict())
+    fresh = generator.state_dict()
+    for key in getattr(generator, "OPTIONAL_STATE", ()):  # state the architecture gained later: files from before
+        if key in fresh and key not in sd:               # load with its neutral default
+            sd[key] = fresh[key].clone()
+    ref = _shapes(fresh)
     if _shapes(sd) != ref:
         missing = [k for k in ref if k not in sd]
         extra = [k for k in sd if k not in ref]

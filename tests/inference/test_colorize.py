@@ -265,3 +265,23 @@ def test_colorize_works_at_the_training_scale_and_squares_the_reference(sketches
     colorize([sketches], ColorizeOptions(reference=tmp_path / "ref.jpg", weights=w, out_dir=tmp_path / "o"), rep)
     assert sizes and all(min(s) == 64 for s in sizes)
     assert any("working scale: short side 64 px" in line for line in rep.infos)
+
+
+def test_a_colorizer_exported_before_the_style_standardization_still_loads(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from pipelines.models.weights import load_colorizer
+
+    w = tmp_path / "old"
+    w.mkdir()
+    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, w, meta={"vgg_weights": "random"})
+    f = w / "generator.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(f), framework="pt") as fh:
+        meta = fh.metadata()
+    tensors = {k: v for k, v in load_file(str(f)).items() if k not in ("style_mean", "style_scale")}
+    save_file(tensors, str(f), metadata=meta)  # as files written before the standardization existed
+    loaded = load_colorizer(w)
+    g = loaded.model.generator
+    assert torch.equal(g.style_mean, torch.zeros(4096)) and torch.equal(g.style_scale, torch.ones(4096))
