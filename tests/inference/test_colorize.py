@@ -285,3 +285,16 @@ def test_a_colorizer_exported_before_the_style_standardization_still_loads(tmp_p
     loaded = load_colorizer(w)
     g = loaded.model.generator
     assert torch.equal(g.style_mean, torch.zeros(4096)) and torch.equal(g.style_scale, torch.ones(4096))
+
+
+def test_a_colour_photo_given_as_a_sketch_is_said(sketches, weights, tmp_path):
+    from pipelines.progress import RecordingReporter
+
+    photo_dir = tmp_path / "photos"
+    write_image(photo_dir / "cat.png", skimage_photo("chelsea", 64))
+    rep = RecordingReporter()
+    summary = colorize([photo_dir], ColorizeOptions(reference=tmp_path / "ref.jpg", weights=weights, out_dir=tmp_path / "o1"), rep)
+    assert summary.done == 1 and sum("does not look like line art" in w and "cat.png" in w for w in rep.warnings) == 1
+    rep = RecordingReporter()
+    colorize([sketches], ColorizeOptions(reference=tmp_path / "ref.jpg", weights=weights, out_dir=tmp_path / "o2"), rep)
+    assert not any("line art" in w for w in rep.warnings)  # real sketches: nothing said
