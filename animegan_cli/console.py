@@ -6,7 +6,9 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import typer
@@ -32,13 +34,45 @@ out_console = Console(highlight=False)
 T = TypeVar("T")
 
 
+# Without a terminal (output to a log file, a scheduler, CI) a live bar is never drawn: a plain line per task every
+# this many seconds says how far it is, so a 20-minute stylize is not silent until it ends.
+PLAIN_EVERY_S = 30.0
+
+
+@dataclass
+class _PlainTask:
+    description: str
+    total: int | None
+    done: int = 0
+    live: str = ""
+    started: float = field(default_factory=time.monotonic)
+    said: float = field(default_factory=time.monotonic)
+
+    def line(self, final: bool = False) -> str:
+        elapsed = time.monotonic() - self.started
+        count = f"{self.done}/{self.total} ({self.done / self.total:.0%})" if self.total else f"{self.done}"
+        left = ""
+        if self.total and 0 < self.done < self.total and not final:
+            left = f", about {_duration(elapsed * (self.total - self.done) / self.done)} left"
+        return (f"{self.description}: {'done, ' if final else ''}{count} in {_duration(elapsed)}{left}"
+                + (f"  {self.live}" if self.live else ""))
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
+
+
 class RichReporter(Reporter):
-    """Draws one progress bar per pipeline task; live fields are shown after the bar."""
+    """Draws one progress bar per pipeline task; live fields are shown after the bar. Without a terminal, plain
+    progress lines every PLAIN_EVERY_S seconds instead (and a last one for a task that took that long)."""
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._plain: dict[str, _PlainTask] | None = None  # tasks, when stderr is not a terminal
         self.warnings = 0
         self.stop_signal: int | None = None  # set by `graceful_stop` when SIGINT/SIGTERM asked for a stop
 
@@ -46,7 +80,9 @@ class RichReporter(Reporter):
         return self.stop_signal is not None
 
     def __enter__(self) -> "RichReporter":
-        if not self.quiet:
+        if not self.quiet and not err_console.is_terminal:
+            self._plain = {}
+        elif not self.quiet:
             # At 80 columns a full row (spinner, name, bar, M/N, elapsed, eta, live values) does not fit and
             # rich cuts every column to "…": narrow terminals get a short bar and no elapsed time.
             narrow = err_console.width < 110
@@ -70,15 +106,28 @@ class RichReporter(Reporter):
             self._progress.stop()
 
     def start(self, key: str, description: str, total: int | None = None) -> None:
+        if self._plain is not None:
+            self._plain[key] = _PlainTask(description, total)
         if self._progress is not None:
             self._tasks[key] = self._progress.add_task(description, total=total, live="")
 
     def advance(self, key: str, n: int = 1, **fields: Any) -> None:
+        task = self._plain.get(key) if self._plain is not None else None
+        if task is not None:
+            task.done += n
+            if fields:
+                task.live = "  ".join(f"{k} {_fmt(v)}" for k, v in fields.items())
+            if time.monotonic() - task.said >= PLAIN_EVERY_S:
+                task.said = time.monotonic()
+                self._print(task.line(), "")
         if self._progress is not None and key in self._tasks:
             live = "  ".join(f"{k} {_fmt(v)}" for k, v in fields.items())
             self._progress.update(self._tasks[key], advance=n, **({"live": live} if fields else {}))
 
     def finish(self, key: str) -> None:
+        task = self._plain.pop(key, None) if self._plain is not None else None
+        if task is not None and time.monotonic() - task.started >= PLAIN_EVERY_S:
+            self._print(task.line(final=True), "")
         if self._progress is not None and key in self._tasks:
             task = self._tasks.pop(key)
             t = self._progress.tasks[task] if isinstance(task, int) and task < len(self._progress.tasks) else None

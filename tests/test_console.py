@@ -1,0 +1,33 @@
+"""The console edge without a terminal: plain progress lines at an interval instead of a live bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+import animegan_cli.console as console
+from animegan_cli.app import app
+from pipelines.fileio import encode_image
+from pipelines.models.animegan import GeneratorV2
+from tests.conftest import skimage_photo
+
+
+def test_plain_progress_lines_without_a_terminal(tmp_path: Path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    for k, name in enumerate(("astronaut", "coffee", "chelsea")):
+        (src / f"{k}.png").write_bytes(encode_image(skimage_photo(name, 24), ".png"))
+    torch.manual_seed(0)
+    torch.save(GeneratorV2().state_dict(), tmp_path / "w.pt")
+    args = ["stylize", str(src), "--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "out"), "--overwrite"]
+    res = CliRunner().invoke(app, args)  # CliRunner's streams are no terminal: default interval, short run
+    assert res.exit_code == 0 and "images:" not in res.output, res.output  # under 30 s: nothing but the summary
+    monkeypatch.setattr(console, "PLAIN_EVERY_S", 0.0)
+    res = CliRunner().invoke(app, args)
+    lines = [line for line in res.output.splitlines() if line.startswith("images:")]
+    assert res.exit_code == 0 and len(lines) == 4, res.output  # one per image, then the last one
+    assert lines[0].startswith("images: 1/3 (33%) in ") and "left" in lines[0]
+    assert lines[-1].startswith("images: done, 3/3 (100%) in ")
+    assert "━" not in res.output  # no bar drawn into a log
