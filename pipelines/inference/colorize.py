@@ -31,7 +31,7 @@ from ..models.cpu_speed import accelerate, tune_allocator
 from ..data.references import square_reference
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
-from .engine import CHECK_SIDE, REDUCED_PRECISION_TOLERANCE, resolve_device, resolve_precision
+from .engine import CHECK_SIDE, precision_verdict, resolve_device, resolve_precision
 from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weights, select_jobs
 
 INVERT_CHOICES = ("auto", "on", "off")
@@ -244,7 +244,7 @@ def finish_colour(colour: np.ndarray, lines: np.ndarray, keep_lines: bool) -> np
 def _precision_changes_output(model: torch.nn.Module, x: torch.Tensor, style: torch.Tensor, dtype: torch.dtype,
                               device: torch.device) -> str | None:
     """One line when `dtype` changes the colorizer's output for the sketch `x` (`[1, 1, h, w]` in [-1, 1], scaled
-    to at most CHECK_SIDE px) by more than REDUCED_PRECISION_TOLERANCE levels on average, or overflows; else None."""
+    to at most CHECK_SIDE px) by more than engine.REDUCED_PRECISION_TOLERANCE levels on average, or overflows; else None."""
     h, w = x.shape[-2:]
     s = min(1.0, CHECK_SIDE / max(h, w))
     if s < 1:
@@ -254,11 +254,7 @@ def _precision_changes_output(model: torch.nn.Module, x: torch.Tensor, style: to
         exact = model(x, style).float()
         with torch.autocast(device.type, dtype=dtype):
             reduced = model(x, style).float()
-    diff = (reduced - exact).abs().mul(127.5)
-    if bool(torch.isfinite(reduced).all()) and float(diff.mean()) <= REDUCED_PRECISION_TOLERANCE:
-        return None
-    return (f"{str(dtype).replace('torch.', '')} changes this colorizer's output by {float(diff.mean()):.1f} levels on "
-            f"average against fp32: using fp32 (choose with --precision)")
+    return precision_verdict(reduced, exact, dtype, "colorizer")
 
 
 def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: torch.nn.Module, device: torch.device,

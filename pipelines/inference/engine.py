@@ -1,7 +1,7 @@
 """Inference engines: a loaded generator that turns uint8 images into uint8 images.
 
 Two engines share one interface (`stylize_batch`, `stylize_image`, `needs_tiling`, `tile_side`,
-`batch_limit`, `check_precision`, `label`), which is all `stylize` and the video stage use:
+`batch_limit`, `source`, `device`), which is all `stylize` and the video stage use once an engine is made:
 
 - `Engine` (here): a PyTorch generator. On CUDA channels_last with fp16/bf16 autocast; on a CPU
   that computes bf16 natively, the generator's weights are cast to bf16 once (autocast re-casts
@@ -106,6 +106,17 @@ def uint8_to_input(rgb: np.ndarray, device: torch.device, channels_last: bool = 
     return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
+def precision_verdict(reduced: torch.Tensor, exact: torch.Tensor, dtype: torch.dtype, what: str = "model",
+                      tolerance: float = REDUCED_PRECISION_TOLERANCE) -> str | None:
+    """None when `reduced` (an output in [-1, 1] computed in `dtype`) is finite and within `tolerance` levels of
+    `exact` (fp32's) on average; else the one line that says fp32 is used instead."""
+    diff = (reduced.float() - exact.float()).abs().mul(127.5)
+    if bool(torch.isfinite(reduced).all()) and float(diff.mean()) <= tolerance:
+        return None
+    return (f"{str(dtype).replace('torch.', '')} changes this {what}'s output by {float(diff.mean()):.1f} levels on "
+            f"average (max {float(diff.max()):.0f}) against fp32: using fp32 (choose with --precision)")
+
+
 class Sizing:
     """What fits in memory: whole-image passes up to `pixel_budget` pixels, tiles of `tile_side()` beyond.
 
@@ -197,11 +208,6 @@ class Engine(Sizing):
             return model
         return _Cast(model, dtype)
 
-    @property
-    def label(self) -> str:
-        """What runs, for the one-line summary: `torch bf16`, `torch fp32`."""
-        return f"torch {str(self.dtype).replace('torch.', '')}"
-
     def to_input(self, rgb: np.ndarray) -> torch.Tensor:
         """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1] on the device."""
         return uint8_to_input(rgb, self.device, self.channels_last)
@@ -225,16 +231,14 @@ class Engine(Sizing):
         exact_model = self._exact if self._exact is not None else self.model
         with torch.inference_mode():
             exact = exact_model(x).float()
-        diff = (reduced - exact).abs().mul(127.5)
-        if torch.isfinite(reduced).all() and float(diff.mean()) <= tolerance:
+        verdict = precision_verdict(reduced, exact, self.dtype, tolerance=tolerance)
+        if verdict is None:
             return None
-        was = str(self.dtype).replace("torch.", "")
         self.dtype = torch.float32
         self.model, self._exact = exact_model, None
         if self.device.type == "cpu":
             self.nnpack_convs = accelerate(self.model)
-        return (f"{was} changes this model's output by {float(diff.mean()):.1f} levels on average (max "
-                f"{float(diff.max()):.0f}) against fp32: using fp32 (choose with --precision)")
+        return verdict
 
     @staticmethod
     def to_uint8(y: torch.Tensor) -> np.ndarray:

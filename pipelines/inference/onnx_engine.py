@@ -143,8 +143,6 @@ class OnnxEngine(Sizing):
     `run([N, 3, H, W] float32 in [-1, 1]) -> same`, whatever the graph's own layout and range.
     """
 
-    dtype = torch.float32  # what `stylize` reports; the graph's own input type is `contract.dtype`
-
     def __init__(self, path: str | Path, device: torch.device, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                  memory_budget: int | None = None, threads: int | None = None):
         ort = _need_ort()
@@ -298,9 +296,6 @@ class OnnxEngine(Sizing):
             raise AnimeganError(f"{self.path}: ONNX Runtime failed on a {pw}x{ph} input ({_first_line(exc)})") from None
         y = np.concatenate(outs) if len(outs) > 1 else outs[0]
         return torch.from_numpy(np.clip(y[:, :, :h, :w], -1.0, 1.0))
-
-    def check_precision(self, rgb: np.ndarray, tolerance: float = 0.0) -> str | None:
-        return None  # the graph runs in its own precision
 
     def needs_tiling(self, h: int, w: int) -> bool:
         fs = self.contract.fixed_size

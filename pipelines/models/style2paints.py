@@ -126,7 +126,7 @@ class Style2PaintsGenerator(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         # Files from before the standardization have no statistics: they ran on the raw vector (the identity).
-        for name in ("style_mean", "style_scale"):
+        for name in self.OPTIONAL_STATE:
             if prefix + name not in state_dict:
                 state_dict[prefix + name] = getattr(self, name).detach().clone().fill_(0.0 if name == "style_mean" else 1.0)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
