@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import InputError, PartialFailure
 from ..fileio import atomic_write_bytes, encode_image, is_image_path, remove_stale_temporaries
-from .manifest import Dataset, ExtractionState, FrameSource, Manifest, RecordBatch, make_record
+from .manifest import Dataset, ExtractionState, FrameSource, Manifest, RecordBatch, make_record, recordable_path, storable_stem
 from ..progress import Reporter, plural
 from .video import RawFrame, iter_raw_frames, parse_time, probe_video
 
@@ -268,7 +268,7 @@ def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter,
     if is_image_path(film) or info.frame_count == 1:
         reporter.warn(f"{film}: a still image, not a film (one frame); `animegan add-images {film} --set style` is "
                       f"the command for images")
-    film_abs = str(film.resolve())
+    film_abs = recordable_path(film)
     film_id = film_sha256(film)
     opts = o.key_fields()
     opt_hash = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()
@@ -289,7 +289,10 @@ def _extract_one(film: Path, ds: Dataset, o: ExtractOptions, reporter: Reporter,
         reporter.warn(f"{film}: already in the style set from another extraction ({was}); these frames are added beside "
                       f"them, so the set holds this film twice. To keep one, delete the other's files "
                       f"(their names end in _s<size>) and run `animegan dataset --prune`")
-    folder = _film_folder(ds, manifest, film.stem, film_id)
+    stem = storable_stem(film.stem, fallback="film")
+    folder = _film_folder(ds, manifest, stem, film_id)
+    if stem != film.stem:
+        reporter.info(f"{film_abs}: its name cannot be kept in the manifest; its frames go to {folder}/")
     ds.inside_path(f"{folder}/frame.jpg")  # a folder that leads outside the dataset is refused before any write
     resume_from = state.done_until if state is not None else o.start
     kept_total = state.kept if state is not None else 0

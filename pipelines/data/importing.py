@@ -34,7 +34,7 @@ from ..errors import InputError, PartialFailure
 from ..fileio import (NAME_MAX, read_regular_file, IMAGE_EXTENSIONS, claim_write, decode_image, encode_image, is_image_path, iter_files,
                       remove_stale_temporaries, sha256_bytes)
 from .derived import resize_short_side
-from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record
+from .manifest import SET_NAME_RE, Dataset, ImportedSource, RecordBatch, make_record, recordable_path, storable_stem
 from ..progress import Reporter, plural
 
 # Sets other commands compute; importing into them would break their provenance.
@@ -196,9 +196,12 @@ def add_images(
                 # The name is claimed on disk, not chosen from this process's view of the manifest:
                 # another import into the same set at the same moment can then never overwrite it. A
                 # file with these exact bytes that no record lists is a killed import's: adopted.
-                target = claim_write(_names(set_dir, src.stem, suffix), stored, adoptable=lambda p: p.name not in taken)
+                stem = storable_stem(src.stem)
+                target = claim_write(_names(set_dir, stem, suffix), stored, adoptable=lambda p: p.name not in taken)
                 rel = f"{set_name}/{target.name}"
-                batch.add(make_record(rel, stored, w, h, ImportedSource(original=str(src.resolve()))))
+                if stem != src.stem:  # a backslash, bytes that are not UTF-8, or only dots: a record cannot hold it
+                    reporter.info(f"{recordable_path(src)}: its name cannot be kept in the manifest; stored as {rel}")
+                batch.add(make_record(rel, stored, w, h, ImportedSource(original=recordable_path(src))))
                 taken.add(target.name)
                 known_hashes.add(digest)
                 summary.imported += 1

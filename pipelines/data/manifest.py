@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import re
 from collections.abc import Callable, Iterator
@@ -67,6 +68,20 @@ def check_relpath(value: str) -> str:
     if any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"path {value!r} must be normalized and stay inside the dataset (no '.', '..' or '//')")
     return value
+
+
+def storable_stem(stem: str, fallback: str = "image") -> str:
+    """`stem` as a record path can hold it: each backslash and each byte that is not UTF-8 (Python's
+    surrogate escapes of undecodable names) becomes '_', leading dots are dropped (a hidden file, or the
+    '.' / '..' of a path), and a stem left empty becomes `fallback`. Names that are fine are unchanged."""
+    out = re.sub(r"[\\\x00\ud800-\udfff]", "_", stem).lstrip(".")
+    return out or fallback
+
+
+def recordable_path(path: str | os.PathLike) -> str:
+    """An absolute path as the manifest records where a file came from: bytes that are not UTF-8 written as
+    `\\xNN` (a manifest is UTF-8 JSON; the name is for people to read, never opened again)."""
+    return os.fsencode(str(Path(path).resolve())).decode("utf-8", "backslashreplace")
 
 
 RelPath = Annotated[str, Field(description="POSIX path relative to the dataset root")]
