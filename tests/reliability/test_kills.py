@@ -45,36 +45,59 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended; it only waits for its parent to collect it
 
 
+# A supervisor that starts make-smooth and never reaps it: once make-smooth is killed it stays a zombie, which
+# signal 0 still reaches, so workers that only asked "does my parent's PID exist?" lived on (issue 23).
+SUPERVISOR = """
+import subprocess, sys, time
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid, flush=True)
+time.sleep(120)
+"""
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
-def test_make_smooth_workers_die_with_a_killed_parent(tmp_path):
+@pytest.mark.parametrize("reaped", [True, False], ids=["parent-reaped", "parent-left-a-zombie"])
+def test_make_smooth_workers_die_with_a_killed_parent(tmp_path, reaped: bool):
     rng = np.random.default_rng(0)
     for i in range(120):
         write_image(tmp_path / "frames" / f"f{i:03d}.png", rng.integers(0, 256, (360, 480, 3), dtype=np.uint8))
     add_images([tmp_path / "frames"], "style", tmp_path / "ds")
-    proc = subprocess.Popen([sys.executable, "-m", "animegan_cli", "make-smooth", str(tmp_path / "ds"), "-j", "2", "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "animegan_cli", "make-smooth", str(tmp_path / "ds"), "-j", "2", "-q"]
+    supervisor = None
+    if reaped:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        pid = proc.pid
+    else:
+        supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, *command], stdout=subprocess.PIPE, text=True)
+        pid = int(supervisor.stdout.readline())
     try:
         deadline = time.monotonic() + 60
         workers: set[int] = set()
-        while proc.poll() is None and time.monotonic() < deadline:
-            workers = descendants(proc.pid)
+        while alive(pid) and time.monotonic() < deadline:
+            workers = descendants(pid)
             if len(workers) >= 3:  # the fork server and its two workers
                 break
             time.sleep(0.01)
-        assert proc.poll() is None and len(workers) >= 3, "make-smooth ended before its pool could be seen"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        assert alive(pid) and len(workers) >= 3, "make-smooth ended before its pool could be seen"
+        os.kill(pid, signal.SIGKILL)
+        if reaped:
+            proc.wait(timeout=10)
+        else:
+            time.sleep(0.2)
+            assert Path(f"/proc/{pid}").exists() and not alive(pid), "make-smooth should linger as a zombie"
         deadline = time.monotonic() + 10
         while any(alive(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         left = [p for p in workers if alive(p)]
         assert left == [], f"processes outlived the killed make-smooth: {left}"
     finally:
-        for p in descendants(proc.pid) | {proc.pid}:
+        for p in descendants(pid) | {pid} | ({supervisor.pid} if supervisor else set()):
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if supervisor is not None:
+            supervisor.wait(timeout=10)
 
 
 def test_each_command_cleans_its_own_stale_temporaries(tmp_path):
