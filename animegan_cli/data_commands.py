@@ -14,10 +14,10 @@ from pipelines.errors import DatasetError
 from pipelines.progress import plural
 from pipelines.data.inspect import MAX_LISTED_PROBLEMS, DatasetSummary, PruneResult, summarize
 from pipelines.data.inspect import prune as prune_dataset
-from pipelines.data.manifest import DEFAULT_DATASET
 from pipelines.data.smoothing import SmoothOptions, make_smooth
 
 from .console import RichReporter, err_console, out_console, run
+from .options import pick_dataset
 
 
 
@@ -40,7 +40,7 @@ def dataset_command(
 ) -> None:
     """Summarize a dataset: images per set, pixel sizes, bytes on disk, missing or changed files,
     smooth images out of date. With --check, also verify every file's hash (exit code 3 on problems)."""
-    root = _pick_dataset(dataset_arg, dataset)
+    root = pick_dataset(dataset_arg, dataset)
     if prune:
         with RichReporter(quiet=quiet or as_json) as reporter:
             pruned = run(lambda: prune_dataset(root, reporter=reporter))
@@ -74,7 +74,7 @@ def make_smooth_command(
     Incremental: images whose twin is up to date (same source hash and options) are skipped; twins
     whose style record was removed (for example by `animegan dataset --prune` after style files were
     deleted) are deleted. Unreadable images are reported and skipped (exit code 1)."""
-    root = _pick_dataset(dataset_arg, dataset)
+    root = pick_dataset(dataset_arg, dataset)
     options = SmoothOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers)
     with RichReporter(quiet=quiet) as reporter:
         s = run(lambda: make_smooth(root, options, reporter))
@@ -104,7 +104,7 @@ def make_sketch_command(
     from pipelines.data.derived import DeriveOptions
     from pipelines.data.sketches import make_sketch
 
-    root = _pick_dataset(dataset_arg, dataset)
+    root = pick_dataset(dataset_arg, dataset)
     options = DeriveOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers,
                             params={"lines": lines.value})
     with RichReporter(quiet=quiet) as reporter:
@@ -127,12 +127,6 @@ def _print_prune(r: PruneResult, root: Path) -> None:
         err_console.print(f"warning: {line} (left in the manifest)", style="yellow", markup=False, soft_wrap=True)
     if not r.changed:
         err_console.print(f"{root}: nothing to prune: every record matches its file", markup=False)
-
-
-def _pick_dataset(arg: Optional[Path], opt: Optional[Path]) -> Path:
-    if arg is not None and opt is not None and arg != opt:
-        raise typer.BadParameter(f"two different datasets given ({arg} and {opt})", param_hint="--dataset")
-    return arg or opt or DEFAULT_DATASET
 
 
 def _spread(s) -> str:

@@ -20,7 +20,7 @@ def add_images(
     paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     set_name: str = typer.Option(..., "--set", help="Set to add to: photo, style, cartoon, illustration, sketch, or a set the dataset already has."),
     new_set: bool = typer.Option(False, "--new-set", help="Allow a set name that is neither known nor in the dataset yet (otherwise refused as a likely typo)."),
-    dataset: Path = typer.Option(DEFAULT_DATASET, "--dataset", help=DATASET_HELP),
+    dataset: Path = typer.Option(DEFAULT_DATASET, "--dataset", "-d", help=DATASET_HELP),
     size: Optional[int] = typer.Option(None, "--size", min=32, max=8192, help="Scale images whose short side is longer down to this many pixels (e.g. 512 for phone photos: training crops --image-size squares at the stored scale). Default: keep every size.", show_default=False),
     max_pixels: Optional[float] = typer.Option(None, "--max-pixels", min=0.000001, help=MAX_PIXELS_HELP, show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
@@ -39,7 +39,7 @@ def add_images(
 
 def extract_frames(
     movies: list[Path] = typer.Argument(..., help="Video files (mp4, mkv, mov, avi, webm, ...)."),
-    dataset: Path = typer.Option(DEFAULT_DATASET, "--dataset", help=DATASET_HELP),
+    dataset: Path = typer.Option(DEFAULT_DATASET, "--dataset", "-d", help=DATASET_HELP),
     every: float = typer.Option(2.0, "--every", min=0.001, help="Seconds between sampled frames (ignored with --scenes)."),
     start: str = typer.Option("0", "--start", help="Where to begin: seconds or HH:MM:SS[.fff]."),
     end: Optional[str] = typer.Option(None, "--end", help="Where to stop (exclusive): seconds or HH:MM:SS[.fff]; default: the end."),

@@ -13,7 +13,7 @@ import typer
 from pipelines.training.config import TrainConfig
 
 from .console import RichReporter, graceful_stop, out_console, run
-from .options import Device
+from .options import Device, pick_dataset
 
 
 class Model(str, Enum):
@@ -47,7 +47,8 @@ _W = "Loss weight of the {} term (default: the --style preset for v2, the paper'
 
 
 def train(
-    dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with photo, style and smooth sets. [default: dataset]", show_default=False),
+    dataset_arg: Optional[Path] = typer.Argument(None, metavar="DATASET", help="Dataset folder with photo, style and smooth sets. [default: dataset]", show_default=False),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", "-d", help="Dataset folder; same as the argument.", show_default=False),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with options (keys as below, '-' or '_'; loss weights in a [weights] table); options given here override it."),
     model: Optional[Model] = typer.Option(None, "--model", help="AnimeGAN v1 or v2, White-box Cartoonization (docs/whitebox.md) or the Style2paints V1 colorizer (docs/colorize.md). [default: animeganv2]", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (config, metrics, samples, checkpoints, generator). [default: runs/<timestamp>-<model>[-<style>] (the style for AnimeGAN)]", show_default=False),
@@ -111,6 +112,8 @@ def train(
     """
     from pipelines.training.loop import TrainRequest, run_train
 
+    if dataset_arg is not None or dataset is not None:
+        dataset = pick_dataset(dataset_arg, dataset)
     given: dict[str, Any] = {
         "dataset": None if dataset is None else str(dataset), "out": None if out is None else str(out),
         "model": model, "style": style, "gan_loss": gan_loss, "epochs": epochs, "init_epochs": init_epochs,

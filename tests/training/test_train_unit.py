@@ -198,6 +198,17 @@ def test_cli_dry_run_prints_config_and_counts(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_dataset_as_argument_or_option(tmp_path):
+    """`train` takes the dataset as its argument or as --dataset/-d, as the data commands do (issue 23)."""
+    build_tiny_dataset(tmp_path / "ds", size=40)
+    for how in (["-d", str(tmp_path / "ds")], ["--dataset", str(tmp_path / "ds")], [str(tmp_path / "ds"), "-d", str(tmp_path / "ds")]):
+        res = CliRunner().invoke(app, ["train", *how, "--dry-run", "--batch-size", "4"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["data"]["photo"] == 6
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "ds"), "-d", str(tmp_path / "other"), "--dry-run"])
+    assert res.exit_code == 2 and "two different datasets" in res.output
+
+
 def test_dry_run_shows_a_phase_that_max_steps_cuts_off(tmp_path):
     build_tiny_dataset(tmp_path / "ds", size=40)
     res = CliRunner().invoke(app, ["train", str(tmp_path / "ds"), "--dry-run", "--batch-size", "4", "--max-steps", "5"])
