@@ -62,6 +62,26 @@ def describe_os_error(exc: OSError) -> str:
     return f"{where}: {reason}" + (f"; {advice}" if advice else "") if where else reason + (f"; {advice}" if advice else "")
 
 
+class OutputError(AnimeganError):
+    """Nothing more can be written where the output goes (a full disk, a read-only folder, no permission): the
+    command stops at the first such error instead of failing the same way on every remaining file."""
+
+    exit_code = 1
+
+
+def stops_all_writes(exc: OSError) -> bool:
+    """Whether a failed write means every other write into the same folder would fail as well."""
+    import errno
+
+    return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def output_error(folder: str | Path, exc: OSError, done: str = "") -> OutputError:
+    """`OutputError` for a write into `folder` that failed with `exc`: one line, the folder, what to do."""
+    line = describe_os_error(OSError(exc.errno, exc.strerror or str(exc), str(folder)))
+    return OutputError(line + (f" ({done})" if done else ""))
+
+
 def describe_validation_error(exc, name=None) -> str:
     """A pydantic `ValidationError` as one line: the first offending field and its problem.
 

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import AnimeganError, InputError, PartialFailure
+from ..errors import AnimeganError, InputError, PartialFailure, output_error, stops_all_writes
 from ..fileio import read_regular_file, IMAGE_EXTENSIONS, decode_image, remove_stale_temporaries, sha256_bytes, write_image
 from ..processes import die_with
 from ..progress import Reporter, plural
@@ -158,6 +158,9 @@ def _make_one(job: _Job) -> dict[str, Any]:
         try:
             out = write_image(job.target_abs, smoothed)
         except OSError as exc:  # a full disk is about the file being written, not the source image
+            if stops_all_writes(exc):  # every other twin would fail the same way: the command stops
+                return {"error": str(InputError(job.target_abs, f"cannot write ({exc.strerror or exc})")),
+                        "stop": [exc.errno, exc.strerror or str(exc)]}
             raise InputError(job.target_abs, f"cannot write ({exc.strerror or exc})") from None
         return {
             "path": job.target_rel,
@@ -247,24 +250,26 @@ def _run_jobs(jobs: list[_Job], workers: int, reporter: Reporter) -> Iterator[tu
                              initargs=(os.getpid(),)) as pool:
         pending: dict[Future, _Job] = {}
         queue = iter(jobs)
-        # A bounded window keeps memory flat and lets an abort stop quickly.
-        for job in queue:
-            pending[pool.submit(_make_one, job)] = job
-            if len(pending) >= workers * 4:
-                break
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                job = pending.pop(fut)
-                yield job, fut.result()
-            if reporter.should_abort():
-                for fut in pending:
-                    fut.cancel()
-                return
+        try:
+            # A bounded window keeps memory flat and lets an abort stop quickly.
             for job in queue:
                 pending[pool.submit(_make_one, job)] = job
                 if len(pending) >= workers * 4:
                     break
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = pending.pop(fut)
+                    yield job, fut.result()
+                if reporter.should_abort():
+                    return
+                for job in queue:
+                    pending[pool.submit(_make_one, job)] = job
+                    if len(pending) >= workers * 4:
+                        break
+        finally:  # an abort, or the caller stopping at an error: what has not started never will
+            for fut in pending:
+                fut.cancel()
 
 
 def derive(dataset_root: str | Path, d: Derivation, options: DeriveOptions, reporter: Reporter | None = None,
@@ -320,6 +325,10 @@ def _derive(ds: Dataset, d: Derivation, options: DeriveOptions, reporter: Report
     try:
         for job, result in _run_jobs(jobs, workers, reporter):
             processed += 1
+            if "stop" in result:  # a full disk, a read-only folder: stop at the first such error, in one line
+                errno_, reason = result["stop"]
+                raise output_error(Path(job.target_abs).parent, OSError(errno_, reason),
+                                   f"{plural(summary.made, 'twin')} made before it are kept")
             if "error" in result:
                 reporter.warn(result["error"])
                 summary.failed.append(result["error"])

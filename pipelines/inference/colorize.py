@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import InputError, PartialFailure
+from ..errors import InputError, PartialFailure, output_error, stops_all_writes
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..data.references import square_reference
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
@@ -315,7 +315,12 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
                 write_image(job.dst, finish_colour(colour, lines, options.keep_lines))
                 summary.done += 1
                 summary.outputs.append(job.dst)
-            except (InputError, OSError) as exc:
+            except OSError as exc:
+                if stops_all_writes(exc):  # a full disk, a read-only folder: one line, not one per sketch left
+                    raise output_error(job.dst.parent, exc, f"{plural(summary.done, 'output')} written before it are kept") from None
+                reporter.warn(f"{job.dst}: not written ({exc})")
+                summary.failed += 1
+            except InputError as exc:
                 reporter.warn(f"{job.dst}: not written ({exc})")
                 summary.failed += 1
             reporter.advance("colorize", 1)

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import InputError, PartialFailure
+from ..errors import InputError, PartialFailure, output_error, stops_all_writes
 from ..fileio import (is_image_path, is_video_path, iter_files, read_image, remove_stale_temporaries,
                       write_image)
 from ..data.video import parse_time
@@ -367,6 +367,27 @@ def _stylize_images(jobs: list[_Job], engine: Engine | OnnxEngine, options: Styl
     def submit(job: _Job, out: np.ndarray) -> None:
         writes.append((job, wpool.submit(write_image, job.dst, out)))
 
+    def collect(wait_all: bool) -> None:
+        """Account for finished writes, in order; the first that shows no more can be written (a full disk, a
+        read-only folder) ends the command in one line instead of one warning per remaining photo."""
+        while writes and (wait_all or writes[0][1].done()):
+            job, fut = writes.pop(0)
+            try:
+                fut.result()
+                summary.done += 1
+                summary.outputs.append(job.dst)
+                made(job)
+            except OSError as exc:
+                if stops_all_writes(exc):
+                    for _, later in writes:
+                        later.cancel()
+                    raise output_error(job.dst.parent, exc, f"{plural(summary.done, 'output')} written before it are kept") from None
+                reporter.warn(f"{job.dst}: could not write ({exc})")
+                summary.failed += 1
+            except InputError as exc:
+                reporter.warn(f"{job.dst}: could not write ({exc})")
+                summary.failed += 1
+
     def flush() -> None:
         nonlocal n_done
         if not batch:
@@ -383,6 +404,7 @@ def _stylize_images(jobs: list[_Job], engine: Engine | OnnxEngine, options: Styl
         for job, fut in _prefetch(jobs, lambda j: _load(j, options.max_side), rpool, depth=max(4, 2 * options.batch_size)):
             if reporter.should_abort():
                 break
+            collect(wait_all=False)
             try:
                 rgb = fut.result()
             except InputError as exc:
@@ -404,13 +426,5 @@ def _stylize_images(jobs: list[_Job], engine: Engine | OnnxEngine, options: Styl
                 flush()
             batch.append((job, rgb))
         flush()
-        for job, fut in writes:
-            try:
-                fut.result()
-                summary.done += 1
-                summary.outputs.append(job.dst)
-                made(job)
-            except (InputError, OSError) as exc:
-                reporter.warn(f"{job.dst}: could not write ({exc})")
-                summary.failed += 1
+        collect(wait_all=True)
     reporter.finish("images")
