@@ -15,7 +15,6 @@ Both budget memory the same way (`Sizing`): images that would not fit are styliz
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..memory import available_ram
 from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
 from .tiling import stylize_tiled
 
@@ -81,13 +81,6 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
-def available_ram() -> int:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
 def check_sample(rgb: np.ndarray, side: int = CHECK_SIDE) -> np.ndarray:
     """`rgb` (`[H, W, 3]` uint8) scaled down so that its long side is at most `side` (never below 16 px)."""
     h, w = rgb.shape[:2]
@@ -141,6 +134,7 @@ class Sizing:
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             return int(free * 0.7)
+        # the machine's free memory, or less where a cgroup or `ulimit -v` leaves this process less (memory.py)
         return min(CPU_ACTIVATION_BYTES, available_ram() // 2)
 
     def needs_tiling(self, h: int, w: int) -> bool:
