@@ -45,6 +45,11 @@ def _alive(pid: int, started: str | None = None) -> bool:
     return state not in ("Z", "X", "x") and (started is None or start == started)
 
 
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has)."""
+    return pid > 0 and _alive(pid)
+
+
 def die_with(parent_pid: int) -> None:
     """End this process (exit code 1, no clean-up: the parent that would use the results is gone)
     when `parent_pid` has exited, even while it lingers as an unreaped zombie."""

@@ -227,7 +227,8 @@ def load_vgg_file(model: VGG19Features | VGG19Fc1, path: Path) -> None:
 def _download_imagenet(dest: Path, log: Callable[[str], None]) -> None:
     hint = (
         f"place torchvision's {VGG19_FILENAME} (from {VGG19_URL}) at {dest}, "
-        f"or pass --vgg-weights PATH to a local copy"
+        f"or pass --vgg-weights PATH to a local copy (--vgg-weights random runs without it: for smoke runs and "
+        f"demos, the perceptual losses then know nothing of ImageNet)"
     )
     log(f"downloading VGG19 ImageNet weights (548 MB) to {dest}")
     try:

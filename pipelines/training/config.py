@@ -19,6 +19,7 @@ from ..errors import InputError, describe_validation_error
 
 CONFIG_NAME = "config.json"  # in a run folder: the resolved options
 METRICS_NAME = "metrics.jsonl"  # in a run folder: one JSON row per --log-every steps, evaluation or warning
+LOCK_NAME, LOCK_PID_NAME = ".train.lock", ".train.pid"  # in a run folder while a `train` holds it
 
 
 class TrainConfig(BaseModel):

@@ -60,7 +60,7 @@ from ..fileio import atomic_write_bytes, sha256_file, write_image
 from ..data.manifest import Dataset
 from ..data.smoothing import available_cores
 from ..progress import Reporter
-from .config import CONFIG_NAME, METRICS_NAME, RESUMABLE_FIELDS, TrainConfig, config_error, load_config_file
+from .config import CONFIG_NAME, LOCK_NAME, LOCK_PID_NAME, METRICS_NAME, RESUMABLE_FIELDS, TrainConfig, config_error, load_config_file
 from .recipes import Phase, Recipe, get_recipe_class, RECIPES
 from .batches import (
     MAKE_SET_HINT,
@@ -274,7 +274,6 @@ def run_train(request: TrainRequest, reporter: Reporter) -> TrainResult:
         return train(config, reporter, resume=request.resume)
 
 
-LOCK_NAME, LOCK_PID_NAME = ".train.lock", ".train.pid"  # in a run folder while a `train` holds it
 
 
 @contextmanager

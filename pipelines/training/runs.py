@@ -2,6 +2,7 @@
 
 A run folder (see loop.py) is recognised by its config.json. Its state:
 - finished: the final export was written (samples/final.png) at the planned last step;
+- training: a `train` process holds the folder now (its PID file names a live process);
 - interrupted: a checkpoint past step 0 and fewer steps than planned (`train --out RUN --resume` goes on);
 - not started: config.json but no checkpoint past step 0 (a fresh `train --out RUN` reuses the folder).
 """
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import list_checkpoints
-from .config import CONFIG_NAME, METRICS_NAME
+from ..processes import running
+from .config import CONFIG_NAME, LOCK_PID_NAME, METRICS_NAME
 
 
 @dataclass
@@ -24,7 +26,7 @@ class RunInfo:
     style: str
     step: int  # the newest checkpoint's step
     total_steps: int | None  # planned, as written when the run (last) started
-    state: str  # finished | interrupted | not started
+    state: str  # finished | training | interrupted | not started
     losses: dict[str, float] = field(default_factory=dict)  # the last loss row's generator and discriminator totals
     eval: dict[str, float] = field(default_factory=dict)  # the last held-out evaluation
     warnings: list[str] = field(default_factory=list)  # health warnings logged so far (kinds)
@@ -69,6 +71,8 @@ def run_info(run_dir: Path) -> RunInfo | None:
     evals = {k.removeprefix("eval/"): v for k, v in (eval_rows[-1] if eval_rows else {}).items() if k.startswith("eval/")}
     if (run_dir / "samples" / "final.png").exists() and (total is None or step >= total):
         state = "finished"
+    elif _trainer(run_dir) is not None:
+        state = "training"
     elif step > 0:
         state = "interrupted"
     else:
@@ -76,6 +80,16 @@ def run_info(run_dir: Path) -> RunInfo | None:
     warnings = sorted({r["warning"] for r in rows if "warning" in r})
     return RunInfo(str(run_dir), str(config.get("model")), str(config.get("style")), step, total, state,
                    losses, evals, warnings, config.get("init_weights"), config.get("init_weights_sha256"))
+
+
+def _trainer(run_dir: Path) -> int | None:
+    """The process training `run_dir` now, from the PID file `train` keeps while it holds the folder (a killed
+    `train` leaves the file behind, naming a process that is gone)."""
+    try:
+        pid = int((run_dir / LOCK_PID_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if running(pid) else None
 
 
 def list_runs(root: Path) -> list[RunInfo]:

@@ -291,7 +291,7 @@ def test_vgg_imagenet_offline_names_the_file_to_place(tmp_path: Path, monkeypatc
     message = str(err.value)
     expected = tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
     assert str(expected) in message
-    assert "--vgg-weights" in message and "\n" not in message
+    assert "--vgg-weights PATH" in message and "--vgg-weights random" in message and "\n" not in message
     assert vgg_module.imagenet_weights_path() == expected
 
 

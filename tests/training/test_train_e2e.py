@@ -357,10 +357,15 @@ def test_a_second_train_into_the_same_run_folder_is_refused(straight, tmp_path):
         wait_for_checkpoint(proc, run, 1)
         second = train(str(ds), "--out", str(run), *COMMON, "--workers", "0", "--max-steps", "8")
         resumed = train("--out", str(run), "--resume", "--max-steps", "8")
+        listed = CliRunner().invoke(app, ["runs", str(run), "--json"])
         assert proc.poll() is None  # the first one is still training
+    assert json.loads(listed.output)[0]["state"] == "training"  # not "interrupted" (issue 23)
     for res in (second, resumed):
         assert res.exit_code == 4, res.output
         assert f"(process {proc.pid}) is training this run folder" in said(res)
+    # Killed, it leaves its PID file behind: a process that is gone trains nothing.
+    (run / ".train.pid").write_text(str(proc.pid))
+    assert json.loads(CliRunner().invoke(app, ["runs", str(run), "--json"]).output)[0]["state"] == "interrupted"
     # Once it is gone (killed), the folder is free: the lock is the operating system's.
     res = train("--out", str(run), "--resume", "--max-steps", "4", "-q")
     assert res.exit_code == 0, res.output
