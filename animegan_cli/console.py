@@ -47,13 +47,14 @@ class _PlainTask:
     live: str = ""
     started: float = field(default_factory=time.monotonic)
     said: float = field(default_factory=time.monotonic)
+    before: int = 0  # done by an earlier run (a resume): counted in the total, not in the rate
 
     def line(self, final: bool = False) -> str:
         elapsed = time.monotonic() - self.started
         count = f"{self.done}/{self.total} ({self.done / self.total:.0%})" if self.total else f"{self.done}"
         left = ""
-        if self.total and 0 < self.done < self.total and not final:
-            left = f", about {_duration(elapsed * (self.total - self.done) / self.done)} left"
+        if self.total and self.before < self.done < self.total and not final:
+            left = f", about {_duration(elapsed * (self.total - self.done) / (self.done - self.before))} left"
         return (f"{self.description}: {'done, ' if final else ''}{count} in {_duration(elapsed)}{left}"
                 + (f"  {self.live}" if self.live else ""))
 
@@ -105,11 +106,11 @@ class RichReporter(Reporter):
         if self._progress is not None:
             self._progress.stop()
 
-    def start(self, key: str, description: str, total: int | None = None) -> None:
+    def start(self, key: str, description: str, total: int | None = None, done: int = 0) -> None:
         if self._plain is not None:
-            self._plain[key] = _PlainTask(description, total)
+            self._plain[key] = _PlainTask(description, total, done=done, before=done)
         if self._progress is not None:
-            self._tasks[key] = self._progress.add_task(description, total=total, live="")
+            self._tasks[key] = self._progress.add_task(description, total=total, completed=done, live="")
 
     def advance(self, key: str, n: int = 1, **fields: Any) -> None:
         task = self._plain.get(key) if self._plain is not None else None

@@ -20,8 +20,8 @@ class Reporter:
     - `should_abort()` lets the caller stop a long loop cleanly (Ctrl-C handling, tests).
     """
 
-    def start(self, key: str, description: str, total: int | None = None) -> None:
-        pass
+    def start(self, key: str, description: str, total: int | None = None, done: int = 0) -> None:
+        """A task of `total` units (None: unknown) of which `done` are already done (a resumed run's)."""
 
     def advance(self, key: str, n: int = 1, **fields: Any) -> None:
         pass

@@ -31,3 +31,12 @@ def test_plain_progress_lines_without_a_terminal(tmp_path: Path, monkeypatch):
     assert lines[0].startswith("images: 1/3 (33%) in ") and "left" in lines[0]
     assert lines[-1].startswith("images: done, 3/3 (100%) in ")
     assert "━" not in res.output  # no bar drawn into a log
+
+
+def test_a_resumed_task_counts_from_where_it_stopped(monkeypatch):
+    """A resumed training run's progress says 47/90, not 1/44, and its time left comes from this run's pace."""
+    monkeypatch.setattr(console.time, "monotonic", lambda: 110.0)
+    task = console._PlainTask("train", 90, done=46, before=46, started=100.0)
+    task.done += 1
+    line = task.line()  # one step in 10 s, 43 to go
+    assert line.startswith("train: 47/90 (52%) in 10 s, about 7 min 10 s left"), line

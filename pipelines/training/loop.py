@@ -644,7 +644,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         warn(step, [("phase_skipped", f"the run stops at step {total_steps}, before its {ranges[-1]['phase']} phase starts at "
                      f"step {ranges[-1]['first']}: the generator will only reconstruct photos; raise --max-steps or lower --init-epochs")])
     shown_epochs = min(total_epochs, math.ceil(total_steps / spe))  # what --max-steps lets the run reach
-    reporter.start("train", "train", total=max(0, total_steps - step))  # the run folder is in the info line above
+    # Counted over the whole run, so a resumed run's bar starts where it stopped (46/90, not 0/44).
+    reporter.start("train", "train", total=total_steps, done=min(step, total_steps))  # the run folder is in the info line above
 
     # ---------------------------------------------------------------- the loop
     stopped = False
