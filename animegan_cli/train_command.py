@@ -39,6 +39,7 @@ Amp = _choices("Amp", "amp")
 MemoryFormat = _choices("MemoryFormat", "memory_format")
 CpuKernels = _choices("CpuKernels", "cpu_kernels")
 ColorTarget = _choices("ColorTarget", "color_target")
+Augment = _choices("Augment", "augment")
 
 
 # Every option defaults to None here so that only what the user typed overrides --config (and, on
@@ -63,6 +64,7 @@ def train(
     ema: Optional[float] = typer.Option(None, "--ema", min=0.0, max=0.9999, help="Decay of the generator's weight average that samples, evaluations and exports use, from the GAN phase on (warms up as (1+n)/(10+n)); 0: the raw weights. [default: 0.999]", show_default=False),
     temporal_weight: Optional[float] = typer.Option(None, "--temporal-weight", min=0.0, max=1000.0, help="AnimeGAN/White-box: weight of a shift-consistency term (the output of a slightly shifted photo against the shifted output) that steadies video; 0: off. [default: 0]", show_default=False),
     color_target: Optional[ColorTarget] = typer.Option(None, "--color-target", help="AnimeGAN/White-box colour anchor: the photo graded to the style set's colour statistics (style), or the photo itself (photo: the reference loss). [default: style]", show_default=False),
+    augment: Optional[Augment] = typer.Option(None, "--augment", help="AnimeGAN/White-box: random translation (and cutout) of everything the discriminators see, real and generated alike (DiffAugment), so that a small style set is not memorized. [default: none]", show_default=False),
     gan_loss: Optional[GanLoss] = typer.Option(None, "--gan-loss", help="Adversarial loss. [default: lsgan]", show_default=False),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, max=100_000, help="GAN-phase epochs. [default: 100]", show_default=False),
     init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss). [default: v2: 10, v1: 1; 0 with --init-weights]", show_default=False),
@@ -123,7 +125,7 @@ def train(
         "keep_checkpoints": keep_checkpoints, "workers": workers, "amp": amp, "compile": compile_,
         "cpu_kernels": cpu_kernels, "memory_format": memory_format, "nproc": nproc, "vgg_weights": vgg_weights, "preset": preset, "cartoon_set": cartoon_set,
         "superpixels": superpixels, "illustration_set": illustration_set, "reference": reference, "train_scale": train_scale,
-        "target_norm": target_norm, "ema": ema, "temporal_weight": temporal_weight, "color_target": color_target, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
+        "target_norm": target_norm, "ema": ema, "temporal_weight": temporal_weight, "color_target": color_target, "augment": augment, "sample_every": sample_every, "log_every": log_every, "eval_every": eval_every,
     }
     weights = {
         "adv": adv_weight, "d_adv": d_adv_weight, "content": content_weight, "style": style_weight,

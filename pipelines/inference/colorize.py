@@ -149,7 +149,8 @@ def load_style_network(info: dict, weights: Path, spec: str | None, log) -> torc
 
 def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: Reporter | None = None) -> ColorizeSummary:
     """Colour every sketch under `inputs` into `options.out_dir`. See the module docstring."""
-    from ..models.weights import load_colorizer, weights_fingerprint
+    from ..models.weights import load_colorizer, resolve_weights_file, sniff_kind, weights_fingerprint
+    from .onnx_engine import OnnxColorizer, onnx_cuda_available
 
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
@@ -179,24 +180,39 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
         return _finish(summary)
 
     device = resolve_device(options.device)
-    dtype = resolve_precision(options.precision, device)
-    loaded = load_colorizer(weights, device=device)
+    channels_last = False
+    if not weights.is_dir() and sniff_kind(resolve_weights_file(weights)) == "onnx":
+        # An export of `animegan export` under ONNX Runtime; the style vectors still come from PyTorch's VGG19.
+        if options.precision not in ("auto", "fp32"):
+            raise InputError(weights, f"an ONNX graph runs in its own precision: --precision {options.precision} "
+                                      f"applies to PyTorch weights (use auto or fp32)")
+        if options.device == "auto" and device.type == "cuda" and not onnx_cuda_available():
+            device = torch.device("cpu")  # this ONNX Runtime build has no CUDA provider
+        dtype = torch.float32
+        loaded = OnnxColorizer(weights, device)
+        model = loaded
+        engine = f"ONNX Runtime ({loaded.provider})"
+    else:
+        dtype = resolve_precision(options.precision, device)
+        loaded = load_colorizer(weights, device=device)
+        model = loaded.model
+        engine = f"device {device}, precision {str(dtype).replace('torch.', '')}"
     vgg = load_style_network(loaded.info, loaded.source, options.vgg_weights, reporter.info).to(device)
     summary.weights, summary.device = loaded.source, str(device)
-    channels_last = False
     if device.type == "cpu" and options.fast_cpu:
         tune_allocator()
         # NNPACK where it pays off (AVX2 CPUs); elsewhere oneDNN, whose convolutions here measured 11%
         # faster in channels_last (512x512 sketch: 245 ms against 274 ms).
-        if accelerate(loaded.model) + accelerate(vgg) == 0:
+        network = model if isinstance(model, torch.nn.Module) else None  # None: ONNX Runtime runs the colorizer
+        if accelerate(vgg) + (accelerate(network) if network is not None else 0) == 0 and network is not None:
             channels_last = True
-            loaded.model.to(memory_format=torch.channels_last)
-    reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}, precision {str(dtype).replace('torch.', '')}")
+            network.to(memory_format=torch.channels_last)
+    reporter.info(f"weights {loaded.source} ({loaded.arch}), {engine}")
     train_short_side = (loaded.info.get("meta") or {}).get("train_short_side")
     train_short_side = int(train_short_side) if isinstance(train_short_side, (int, float)) and 16 <= train_short_side <= 8192 else None
     if options.max_side is None and train_short_side:
         reporter.info(f"working scale: short side {train_short_side} px, as trained (--max-side to choose)")
-    _colorize_all(todo, loaded.model, vgg, device, options, reporter, summary, channels_last, dtype, train_short_side)
+    _colorize_all(todo, model, vgg, device, options, reporter, summary, channels_last, dtype, train_short_side)
     summary.seconds = time.perf_counter() - t0
     return _finish(summary)
 

@@ -124,13 +124,17 @@ def export_onnx(weights_path: str | Path, out_path: str | Path, opset: int = DEF
         "source_format": str(loaded.info.get("format", "")),
         "producer": f"animegan {__version__}",
     }
+    if colorizer:  # what colorize needs besides the graph: which VGG19 makes its style vectors, and its scale
+        meta = loaded.info.get("meta") or {}
+        props["kind"] = "colorizer"
+        props["vgg_weights"] = str(meta.get("vgg_weights", ""))
+        props["vgg_fingerprint"] = str(meta.get("vgg_fingerprint", ""))
+        if meta.get("train_short_side"):
+            props["train_short_side"] = str(meta["train_short_side"])
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     if colorizer:
-        props["kind"] = "colorizer"
-        props["vgg_weights"] = str((loaded.info.get("meta") or {}).get("vgg_weights", ""))
-        props["vgg_fingerprint"] = str((loaded.info.get("meta") or {}).get("vgg_fingerprint", ""))
         proto.doc_string = (f"Style2paints colorizer ({loaded.arch}). Inputs 'sketch' [N,1,H,W] float32 gray in [-1,1] "
                             f"(dark lines on white) and 'style' [N,4096] float32 (VGG19 fc1 after ReLU of the reference "
                             f"resized to 224x224, ImageNet-normalized); output 'colorized' [N,3,H,W] RGB in [-1,1].")

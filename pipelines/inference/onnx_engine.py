@@ -136,6 +136,26 @@ def _parse_range(text: str) -> tuple[float, float] | None:
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and hi > lo else None
 
 
+def open_session(path: Path, data: bytes, device: torch.device, threads: int | None = None):
+    """An ONNX Runtime session for the graph `data` (the bytes of `path`), on CUDA when `device` is; loaded from
+    bytes, so no external data file is opened, and with no custom-operator library: no code from the file runs."""
+    ort = _need_ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 4  # failed probes are expected; errors reach the user as one line
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise InputError(path, "--device cuda: this ONNX Runtime has no CUDA provider "
+                                   "(pip install onnxruntime-gpu, or use --device cpu)")
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        return ort.InferenceSession(data, options, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types (Fail, InvalidGraph, ...)
+        raise InputError(path, f"ONNX Runtime cannot load this graph ({_first_line(exc)})") from None
+
+
 class OnnxEngine(Sizing):
     """An ONNX image-to-image graph under ONNX Runtime: uint8 images in, uint8 images out.
 
@@ -145,23 +165,9 @@ class OnnxEngine(Sizing):
 
     def __init__(self, path: str | Path, device: torch.device, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                  memory_budget: int | None = None, threads: int | None = None):
-        ort = _need_ort()
         self.path = Path(path)
         data = read_graph_bytes(self.path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 4  # the probe's failed sizes are expected; errors reach the user as one line
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise InputError(self.path, "--device cuda: this ONNX Runtime has no CUDA provider "
-                                            "(pip install onnxruntime-gpu, or use --device cpu)")
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(data, options, providers=providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types (Fail, InvalidGraph, ...)
-            raise InputError(self.path, f"ONNX Runtime cannot load this graph ({_first_line(exc)})") from None
+        self.session = open_session(self.path, data, device, threads)
         meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
         last_op = None
         if "value_range" not in meta:  # reading the graph costs about 0.6 s (the onnx package's import): only if needed
@@ -328,3 +334,44 @@ class OnnxEngine(Sizing):
         if self.device.type == "cpu":
             return 1  # ONNX Runtime's CPU convolutions gain nothing from batches of large images; memory does
         return max(1, min(batch_size, self.pixel_budget // max(1, h * w)))
+
+
+class OnnxColorizer:
+    """A Style2paints colorizer exported by `animegan export` (inputs 'sketch' `[N, 1, H, W]` and 'style' `[N, 4096]`,
+    output `[N, 3, H, W]`, all float32 in [-1, 1] but the style vector) under ONNX Runtime, called like the PyTorch
+    `ColorizerModel`: `model(sketch, style) -> colorized` on tensors. `info` carries what the export recorded (the
+    VGG19 that makes style vectors, the training scale), as a weights file's description does."""
+
+    arch = "style2paints_v1"
+
+    def __init__(self, path: str | Path, device: torch.device, threads: int | None = None):
+        self.path = self.source = Path(path)
+        self.session = open_session(self.path, read_graph_bytes(self.path), device, threads)
+        self.provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
+        inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        outputs = self.session.get_outputs()
+        if set(inputs) != {"sketch", "style"} or len(outputs) != 1:
+            found = ", ".join(f"'{k}' {v}" for k, v in inputs.items())
+            raise InputError(self.path, f"the graph has inputs {found}; colorize needs a colorizer exported by "
+                                        f"`animegan export` (inputs 'sketch' [N, 1, H, W] and 'style' [N, 4096])"
+                                        + ("; an image-to-image graph is for `animegan stylize`" if len(inputs) == 1 else ""))
+        self.output = outputs[0].name
+        meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
+        if meta.get("kind") != "colorizer":
+            raise InputError(self.path, "its metadata does not say which VGG19 makes its style vectors (exported before "
+                                        "this version?); export it again with `animegan export RUN colorizer.onnx`")
+        self.info = {"kind": "colorizer", "meta": {k: meta[k] for k in ("vgg_weights", "vgg_fingerprint") if meta.get(k)}}
+        try:
+            self.info["meta"]["train_short_side"] = int(meta["train_short_side"])
+        except (KeyError, ValueError):
+            pass
+
+    def __call__(self, sketch: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        # [B, 1, h, w] in [-1, 1], [B, 4096] -> [B, 3, h, w] in [-1, 1] (the graph pads to its multiple and crops back)
+        feed = {"sketch": np.ascontiguousarray(sketch.float().cpu().numpy()),
+                "style": np.ascontiguousarray(style.float().cpu().numpy())}
+        try:
+            (out,) = self.session.run([self.output], feed)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types
+            raise AnimeganError(f"{self.path}: ONNX Runtime failed on a {list(sketch.shape)} sketch ({_first_line(exc)})") from None
+        return torch.from_numpy(out).to(sketch.device)

@@ -115,6 +115,7 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
         # Runs from before these options existed computed neither: resuming them must not start to.
         raw_saved.setdefault("ema", 0.0)
         raw_saved.setdefault("color_target", "photo")
+        raw_saved.setdefault("augment", "none")
         try:
             saved = TrainConfig.model_validate(raw_saved)
         except ValidationError as exc:  # a hand-edited run folder: one line naming the file and the field

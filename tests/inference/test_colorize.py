@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from animegan_cli.app import app
 from pipelines.fileio import encode_image, read_image, write_image
 from pipelines.inference.colorize import ColorizeOptions, colorize, finish_colour, network_size, sketch_lines
+from pipelines.models.animegan import GeneratorV2
 from pipelines.models.style2paints import Style2PaintsGenerator
 from pipelines.models.vgg import build_vgg_fc1
 from pipelines.models.weights import save_generator
@@ -298,3 +299,34 @@ def test_a_colour_photo_given_as_a_sketch_is_said(sketches, weights, tmp_path):
     rep = RecordingReporter()
     colorize([sketches], ColorizeOptions(reference=tmp_path / "ref.jpg", weights=weights, out_dir=tmp_path / "o2"), rep)
     assert not any("line art" in w for w in rep.warnings)  # real sketches: nothing said
+
+
+def test_an_exported_colorizer_runs_under_onnx_runtime_like_its_weights(sketches, tmp_path):
+    """`colorize --weights colorizer.onnx` (issue 21): the export records its VGG19 and training scale, and ONNX
+    Runtime colours like the PyTorch weights within 2 levels."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    torch.manual_seed(1)
+    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, tmp_path / "run",
+                   meta={"vgg_weights": "random", "vgg_fingerprint": build_vgg_fc1("random").fingerprint(),
+                         "train_short_side": 64})
+    graph = tmp_path / "colorizer.onnx"
+    _cli("export", str(tmp_path / "run"), str(graph))
+    meta = {p.key: p.value for p in onnx.load(str(graph)).metadata_props}
+    assert meta["kind"] == "colorizer" and meta["vgg_weights"] == "random" and meta["train_short_side"] == "64"
+    common = ("-r", str(tmp_path / "ref.jpg"), "--format", "png")
+    res = _cli("colorize", str(sketches), *common, "-w", str(graph), "-o", str(tmp_path / "onnx"))
+    assert "ONNX Runtime" in res.output and "short side 64 px, as trained" in res.output
+    _cli("colorize", str(sketches), *common, "-w", str(tmp_path / "run"), "-o", str(tmp_path / "pt"), "--precision", "fp32")
+    for rel in ("cat.png", "sub/cup.png"):
+        a, b = read_image(tmp_path / "onnx" / rel).astype(int), read_image(tmp_path / "pt" / rel).astype(int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 2
+    res = _cli("colorize", str(sketches), *common, "-w", str(graph), "-o", str(tmp_path / "x"), "--precision", "bf16", code=2)
+    assert "an ONNX graph runs in its own precision" in res.output
+    # an image-to-image graph is for stylize, and says so
+    torch.save(GeneratorV2().state_dict(), tmp_path / "g.pt")
+    _cli("export", str(tmp_path / "g.pt"), str(tmp_path / "g.onnx"))
+    res = _cli("colorize", str(sketches), *common, "-w", str(tmp_path / "g.onnx"), "-o", str(tmp_path / "y"), code=2)
+    assert "`animegan stylize`" in " ".join(res.output.split())

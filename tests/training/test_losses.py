@@ -131,3 +131,22 @@ def test_temporal_weight_is_refused_for_style2paints():
 
     with pytest.raises(InputError, match="temporal_weight"):
         resolve_config(overrides={"dataset": "x", "model": "style2paints", "temporal_weight": 1.0})
+
+
+def test_discriminator_augmentation_moves_and_cuts_but_keeps_colours():
+    from pipelines.training.augment import augment, cutout, translate
+
+    x = torch.zeros(8, 1, 32, 32)
+    x[:, :, 16, 16] = 1.0  # one bright pixel per image
+    torch.manual_seed(0)
+    moved = translate(x)
+    where = [tuple(int(v) for v in (m[0] == 1).nonzero()[0]) for m in moved]
+    assert len(set(where)) > 1 and all(abs(r - 16) <= 4 and abs(c - 16) <= 4 for r, c in where)
+    torch.manual_seed(0)
+    assert torch.equal(translate(x), moved)  # the global RNG decides: a resumed run draws the same
+    ones = torch.ones(8, 3, 32, 32)
+    cut = cutout(ones)
+    share = (cut == 0).float().mean(dim=(1, 2, 3))
+    assert torch.all(share > 0.05) and torch.all(share <= 0.26)  # a half-side square, inside or past an edge
+    assert augment(ones, "none") is ones
+    assert set(torch.unique(augment(ones, "translation,cutout")).tolist()) <= {0.0, 1.0}  # no colour change

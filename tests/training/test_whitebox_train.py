@@ -24,6 +24,10 @@ def _train(*args: str) -> None:
     assert res.exit_code == 0, res.output
 
 
+# The discriminators' random augmentation is on too, so that exact resume covers it.
+AUGMENTED = ("--augment", "translation,cutout")
+
+
 def _final_networks(run: Path) -> dict[str, dict[str, torch.Tensor]]:
     ckpts = sorted((run / "checkpoints").glob("step-*.pt"))
     return torch.load(ckpts[-1], weights_only=True)["networks"]
@@ -35,9 +39,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     ds = build_tiny_dataset(root / "dataset", size=72, with_smooth=False)  # no smooth set needed
     straight, resumed = root / "straight", root / "resumed"
     # The shift-consistency term is on in these runs so that exact resume covers its random shifts too.
-    _train(str(ds.root), "--out", str(straight), *FAST, "--temporal-weight", "1")
+    _train(str(ds.root), "--out", str(straight), *FAST, "--temporal-weight", "1", *AUGMENTED)
     # 4 steps: 2 pretrain, 2 GAN; stop mid-GAN-epoch at step 3, then resume to the end
-    _train(str(ds.root), "--out", str(resumed), *FAST, "--temporal-weight", "1", "--max-steps", "3")
+    _train(str(ds.root), "--out", str(resumed), *FAST, "--temporal-weight", "1", *AUGMENTED, "--max-steps", "3")
     _train(str(ds.root), "--out", str(resumed), "--resume", "--max-steps", "4", "--quiet")
     return {"dataset": ds.root, "straight": straight, "resumed": resumed}
 
@@ -56,6 +60,7 @@ def test_trains_both_phases_and_reports_structure_cost(runs):
     assert len(init) == 2 and all("loss/recon" in r and "loss/content" not in r for r in init)
     config = json.loads((runs["straight"] / "config.json").read_text())["config"]
     assert config["weights"]["structure"] == 200.0 and config["weights"]["surface"] == 0.1
+    assert config["augment"] == "translation,cutout"
     assert (runs["straight"] / "samples" / "final.png").is_file()
 
 

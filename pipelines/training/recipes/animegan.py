@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses as L
+from ..augment import augment
 from ..palette import fit_for
 from ...models.animegan import Discriminator
 from ...models.registry import build_generator
@@ -107,7 +108,7 @@ class AnimeGANRecipe(Recipe):
             # One discriminator pass over real, fake, gray and gray-smooth: the norms are per sample,
             # so this equals four passes, and spectral norm's power iteration runs once per update.
             inputs = torch.cat([style, fake.detach(), L.to_gray3(style), L.to_gray3(batch["smooth"])])
-            real_l, fake_l, gray_l, smooth_l = d(inputs).float().chunk(4)
+            real_l, fake_l, gray_l, smooth_l = d(augment(inputs, self.config.augment)).float().chunk(4)
             s = w["d_adv"]
             return {
                 "d_real": s * w["d_real"] * L.d_real_loss(real_l, kind),
@@ -122,7 +123,7 @@ class AnimeGANRecipe(Recipe):
             feat_photo, feat_gray = vgg(torch.cat([photo, L.to_gray3(batch["style"])])).float().split(n)
         feat_fake = vgg(fake).float()
         terms = {
-            "g_adv": w["adv"] * L.generator_adv_loss(d(fake).float(), kind),
+            "g_adv": w["adv"] * L.generator_adv_loss(d(augment(fake, self.config.augment)).float(), kind),
             "content": w["content"] * L.content_loss(feat_photo, feat_fake),
             "style": w["style"] * L.style_loss(feat_gray, feat_fake),
             "color": w["color"] * L.color_loss(photo.float(), fake.float(), self.palette),

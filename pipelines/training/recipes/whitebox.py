@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses as L
+from ..augment import augment
 from ..palette import fit_for
 from ...models.guided_filter import guided_filter
 from ...models.registry import build_generator
@@ -185,8 +186,9 @@ class WhiteboxRecipe(Recipe):
             ctx["gray_weights"] = random_gray_weights(1, device=photo.device)  # moved once, used by both updates
             both = torch.cat([cartoon.float(), fake])
             n = cartoon.shape[0]
-            s_real, s_fake = nets["d_surface"](surface(both)).float().split(n)
-            t_real, t_fake = nets["d_texture"](texture(both, ctx["gray_weights"])).float().split(n)
+            aug = self.config.augment  # DiffAugment (training/augment.py): the same policy for real and fake
+            s_real, s_fake = nets["d_surface"](augment(surface(both), aug)).float().split(n)
+            t_real, t_fake = nets["d_texture"](augment(texture(both, ctx["gray_weights"]), aug)).float().split(n)
             return {
                 "d_surface": 0.5 * (L.d_real_loss(s_real, kind) + L.d_fake_loss(s_fake, kind)),
                 "d_texture": 0.5 * (L.d_real_loss(t_real, kind) + L.d_fake_loss(t_fake, kind)),
@@ -196,9 +198,10 @@ class WhiteboxRecipe(Recipe):
         fake = self._fake(g, photo)
         vgg = nets["vgg"]
         terms = {
-            "g_surface": w["surface"] * L.generator_adv_loss(nets["d_surface"](surface(fake.float())).float(), kind),
+            "g_surface": w["surface"] * L.generator_adv_loss(
+                nets["d_surface"](augment(surface(fake.float()), self.config.augment)).float(), kind),
             "g_texture": w["texture"] * L.generator_adv_loss(
-                nets["d_texture"](texture(fake.float(), ctx["gray_weights"])).float(), kind),
+                nets["d_texture"](augment(texture(fake.float(), ctx["gray_weights"]), self.config.augment)).float(), kind),
             "tv": w["tv"] * whitebox_tv(fake.float()),
         }
         feat_fake = vgg(fake).float()
