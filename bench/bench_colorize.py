@@ -4,8 +4,9 @@
 
 1. colorize: N sketches of 512x512 (XDoG of DIR's images, e.g. ../shared/data/style_hayao, or of
    scikit-image's photos), one reference, through `pipelines.inference.colorize.colorize` end to end
-   (decode, style vector once, batches, NNPACK convolutions, line keeping, PNG encode, atomic write)
-   against the baseline: the same network's plain eager forward (PyTorch's own kernels, batch 1) on the
+   (decode, style vector once, batches, NNPACK convolutions, line keeping, PNG encode, atomic write), with
+   three engines: PyTorch fp32, PyTorch `--precision auto` (bf16 on CPUs that compute it natively) and ONNX
+   Runtime on the `animegan export` of the same weights (needs the onnx extra), each against the baseline: the same network's plain eager forward (PyTorch's own kernels, batch 1) on the
    same sketches, tensors only. Ratio > 1: the whole command is faster than the bare network.
    Start-up (weights, VGG19, the reference's vector) is reported apart: the steady cost per sketch is
    (T(N) - T(4)) / (N - 4).
@@ -80,10 +81,10 @@ def bench_colorize(work: Path, sketches: list[Path], reference: Path) -> None:
             plain(x, style)
         base = (time.perf_counter() - t) / len(xs)
 
-    def timed(sketch_dir: Path, tag: str) -> float:
+    def timed(sketch_dir: Path, tag: str, w: Path, precision: str) -> float:
         t = time.perf_counter()
-        colorize([sketch_dir], ColorizeOptions(reference=reference, weights=weights, out_dir=work / tag, batch_size=4),
-                 Reporter())
+        colorize([sketch_dir], ColorizeOptions(reference=reference, weights=w, out_dir=work / tag, batch_size=4,
+                                               precision=precision), Reporter())
         return time.perf_counter() - t
 
     # Fixed costs (loading, the random VGG's construction, the reference's style vector) are paid once per
@@ -91,11 +92,19 @@ def bench_colorize(work: Path, sketches: list[Path], reference: Path) -> None:
     few = work / "few"
     for p in sketches[:4]:
         write_image(few / p.name, read_image(p))
-    t_few, t_all = timed(few, "out-few"), timed(sketches[0].parent, "out-all")
-    steady = (t_all - t_few) / (len(sketches) - 4)
-    print(f"colorize 512x512, {len(sketches)} sketches: plain eager forward {base * 1000:.0f} ms/sketch; colorize end to end "
-          f"{t_all / len(sketches) * 1000:.0f} ms/sketch with start-up, {steady * 1000:.0f} ms/sketch steady "
-          f"(decode, network, lines, PNG, write): {base / steady:.2f}x the plain forward")
+    engines = [("PyTorch fp32", weights, "fp32"), ("PyTorch auto", weights, "auto")]
+    try:
+        from pipelines.inference.export_onnx import export_onnx
+
+        engines.append(("ONNX Runtime", export_onnx(weights, work / "colorizer.onnx"), "auto"))
+    except Exception as exc:  # noqa: BLE001 - the onnx extra is not installed
+        print(f"ONNX Runtime engine left out ({exc})")
+    print(f"colorize 512x512, {len(sketches)} sketches: plain eager forward {base * 1000:.0f} ms/sketch")
+    for k, (label, w, precision) in enumerate(engines):
+        t_few, t_all = timed(few, f"few{k}", w, precision), timed(sketches[0].parent, f"all{k}", w, precision)
+        steady = (t_all - t_few) / (len(sketches) - 4)
+        print(f"  colorize, {label}: {t_all / len(sketches) * 1000:.0f} ms/sketch with start-up, {steady * 1000:.0f} "
+              f"ms/sketch steady (decode, network, lines, PNG, write): {base / steady:.2f}x the plain forward", flush=True)
 
 
 def bench_train(work: Path, steps: int) -> None:
