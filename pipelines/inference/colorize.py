@@ -26,13 +26,13 @@ import cv2
 import numpy as np
 import torch
 
-from ..errors import InputError, PartialFailure, output_error, stops_all_writes
+from ..errors import InputError, PartialFailure
 from ..models.cpu_speed import accelerate, tune_allocator
 from ..data.references import square_reference
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
 from .engine import CHECK_SIDE, precision_verdict, resolve_device, resolve_precision
-from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weights, select_jobs
+from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weights, select_jobs, write_failed
 
 INVERT_CHOICES = ("auto", "on", "off")
 DEFAULT_MAX_SIDE = 1024
@@ -331,14 +331,8 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
                 write_image(job.dst, finish_colour(colour, lines, options.keep_lines))
                 summary.done += 1
                 summary.outputs.append(job.dst)
-            except OSError as exc:
-                if stops_all_writes(exc):  # a full disk, a read-only folder: one line, not one per sketch left
-                    raise output_error(job.dst.parent, exc, f"{plural(summary.done, 'output')} written before it are kept") from None
-                reporter.warn(f"{job.dst}: not written ({exc})")
-                summary.failed += 1
-            except InputError as exc:
-                reporter.warn(f"{job.dst}: not written ({exc})")
-                summary.failed += 1
+            except (OSError, InputError) as exc:
+                write_failed(exc, job.dst, summary, reporter)
             reporter.advance("colorize", 1)
 
     for job, ref in todo:

@@ -357,6 +357,16 @@ def _prefetch(jobs: list[_Job], fn: Callable[[_Job], np.ndarray], pool: ThreadPo
     yield from pending
 
 
+def write_failed(exc: OSError | InputError, dst: Path, summary: StylizeSummary, reporter: Reporter) -> None:
+    """One output could not be written: where nothing more can be (a full disk, a read-only folder) the command
+    stops in one line naming the folder; otherwise the output is counted as failed, said in one line, and the
+    rest goes on."""
+    if isinstance(exc, OSError) and stops_all_writes(exc):
+        raise output_error(dst.parent, exc, f"{plural(summary.done, 'output')} written before it are kept") from None
+    reporter.warn(f"{dst}: could not write ({exc})")
+    summary.failed += 1
+
+
 def _stylize_images(jobs: list[_Job], engine: Engine | OnnxEngine, options: StylizeOptions, reporter: Reporter,
                     summary: StylizeSummary, made: Callable[[_Job], None] = lambda job: None) -> None:
     reporter.start("images", "images", total=len(jobs))
@@ -377,16 +387,8 @@ def _stylize_images(jobs: list[_Job], engine: Engine | OnnxEngine, options: Styl
                 summary.done += 1
                 summary.outputs.append(job.dst)
                 made(job)
-            except OSError as exc:
-                if stops_all_writes(exc):
-                    for _, later in writes:
-                        later.cancel()
-                    raise output_error(job.dst.parent, exc, f"{plural(summary.done, 'output')} written before it are kept") from None
-                reporter.warn(f"{job.dst}: could not write ({exc})")
-                summary.failed += 1
-            except InputError as exc:
-                reporter.warn(f"{job.dst}: could not write ({exc})")
-                summary.failed += 1
+            except (OSError, InputError) as exc:
+                write_failed(exc, job.dst, summary, reporter)
 
     def flush() -> None:
         nonlocal n_done
