@@ -26,7 +26,11 @@ class Model(str, Enum):
 def _choices(name: str, field: str) -> type[Enum]:
     """The values `TrainConfig.<field>` (a Literal) accepts, as the str Enum Typer shows and checks: the
     command line's choices and the config file's are then one list."""
-    return Enum(name, {v: v for v in get_args(TrainConfig.model_fields[field].annotation)}, type=str)
+    annotation = TrainConfig.model_fields[field].annotation
+    # `Literal[...] | None` (a family-dependent default): the Literal's values
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    values = [v for a in args for v in (get_args(a) or (a,))]
+    return Enum(name, {v: v for v in values}, type=str)
 
 
 Style = _choices("Style", "style")
@@ -64,7 +68,7 @@ def train(
     ema: Optional[float] = typer.Option(None, "--ema", min=0.0, max=0.9999, help="Decay of the generator's weight average that samples, evaluations and exports use, from the GAN phase on (warms up as (1+n)/(10+n)); 0: the raw weights. [default: 0.999]", show_default=False),
     temporal_weight: Optional[float] = typer.Option(None, "--temporal-weight", min=0.0, max=1000.0, help="AnimeGAN/White-box: weight of a shift-consistency term (the output of a slightly shifted photo against the shifted output) that steadies video; 0: off. [default: 0]", show_default=False),
     color_target: Optional[ColorTarget] = typer.Option(None, "--color-target", help="AnimeGAN/White-box colour anchor: the photo graded to the style set's colour statistics (style), or the photo itself (photo: the reference loss). [default: style]", show_default=False),
-    augment: Optional[Augment] = typer.Option(None, "--augment", help="AnimeGAN/White-box: random translation (and cutout) of everything the discriminators see, real and generated alike (DiffAugment), so that a small style set is not memorized. [default: none]", show_default=False),
+    augment: Optional[Augment] = typer.Option(None, "--augment", help="AnimeGAN/White-box: random translation (and cutout) of everything the discriminators see, real and generated alike (DiffAugment), so that a small style set is not memorized. [default: White-box translation,cutout, AnimeGAN none]", show_default=False),
     gan_loss: Optional[GanLoss] = typer.Option(None, "--gan-loss", help="Adversarial loss. [default: lsgan]", show_default=False),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, max=100_000, help="GAN-phase epochs. [default: 100]", show_default=False),
     init_epochs: Optional[int] = typer.Option(None, "--init-epochs", min=0, max=100_000, help="Init-phase epochs (generator only, content loss). [default: v2: 10, v1: 1; 0 with --init-weights]", show_default=False),

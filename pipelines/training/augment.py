@@ -42,10 +42,11 @@ def cutout(x: torch.Tensor, ratio: float = CUTOUT) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-def augment(x: torch.Tensor, policy: str) -> torch.Tensor:
+def augment(x: torch.Tensor, policy: str | None) -> torch.Tensor:
     """`x` (`[N, C, H, W]`, any range centred on 0) as `policy` (`TrainConfig.augment`: "none", "translation" or
-    "translation,cutout") transforms it; "none" returns it as it is."""
-    if policy == "none":
+    "translation,cutout") transforms it; "none" (or None: a config not resolved against a recipe's defaults)
+    returns it as it is."""
+    if policy in (None, "none"):
         return x
     parts = policy.split(",")
     if "translation" in parts:

@@ -64,9 +64,10 @@ class TrainConfig(BaseModel):
     color_target: Literal["style", "photo"] = Field(
         "style", description="AnimeGAN/White-box colour anchor: the photo graded to the style set's colour statistics, "
                              "or the photo itself (the reference loss)")
-    augment: Literal["none", "translation", "translation,cutout"] = Field(
-        "none", description="AnimeGAN/White-box: random translation (and cutout) of everything the discriminators see, "
-                            "real and generated alike (DiffAugment), so that a small style set is not memorized")
+    augment: Literal["none", "translation", "translation,cutout"] | None = Field(
+        None, description="AnimeGAN/White-box: random translation (and cutout) of everything the discriminators see, "
+                          "real and generated alike (DiffAugment), so that a small style set is not memorized "
+                          "(default: translation,cutout for White-box, none for AnimeGAN)")
     temporal_weight: float = Field(
         0.0, ge=0, description="AnimeGAN/White-box: weight of the shift-consistency term (G of a shifted photo against "
                                "the shifted G(photo)), against video flicker; 0: off")
