@@ -158,9 +158,8 @@ def _make_one(job: _Job) -> dict[str, Any]:
         try:
             out = write_image(job.target_abs, smoothed)
         except OSError as exc:  # a full disk is about the file being written, not the source image
-            if stops_all_writes(exc):  # every other twin would fail the same way: the command stops
-                return {"error": str(InputError(job.target_abs, f"cannot write ({exc.strerror or exc})")),
-                        "stop": [exc.errno, exc.strerror or str(exc)]}
+            if stops_all_writes(exc):  # every other twin would fail the same way: the command stops (_derive)
+                return {"stop": [exc.errno, exc.strerror or str(exc)]}
             raise InputError(job.target_abs, f"cannot write ({exc.strerror or exc})") from None
         return {
             "path": job.target_rel,

@@ -1,11 +1,12 @@
 """Differentiable augmentation of everything a discriminator sees (DiffAugment, Zhao et al. 2020).
 
-A style set of tens of images is small enough for a discriminator to memorize within a few hundred steps; its
-gradients then stop describing the style and start describing the exact pixel grid of those images, and the
-generator answers with periodic stripes and grids (seen on every family in the known-answer benchmark). The
-same random translation and cutout applied to real and generated images before the discriminator (in its own
-update and in the generator's) keep it from memorizing positions, while everything that makes the style (its
-palette, flat regions, outlines) survives them. Colour is not augmented: it is part of the style.
+A style set of tens of images is small enough for a discriminator to learn by heart within a few hundred steps;
+its gradients then describe those images' particulars more than their look, and a generator that follows them
+fits the images (on the known-answer benchmark, a White-box fine-tune on 10 style images lost colour-gap progress
+the longer it ran: 0.371 at 333 steps, 0.356 at 1000; with this, 0.385 and 0.387; docs/benchmarks.md). The same
+random translation and cutout applied to real and generated images before the discriminator (in its own update
+and in the generator's) keep it from memorizing positions, while what makes the style (its palette, flat regions,
+outlines) survives them. Colour is not augmented: it is part of the style.
 
 Random draws come from torch's global generator, which checkpoints save, so a resumed run draws the same.
 """
