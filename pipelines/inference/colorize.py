@@ -149,8 +149,8 @@ def load_style_network(info: dict, weights: Path, spec: str | None, log) -> torc
 
 def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: Reporter | None = None) -> ColorizeSummary:
     """Colour every sketch under `inputs` into `options.out_dir`. See the module docstring."""
-    from ..models.weights import load_colorizer, resolve_weights_file, sniff_kind, weights_fingerprint
-    from .onnx_engine import OnnxColorizer, onnx_cuda_available
+    from ..models.weights import load_colorizer, weights_fingerprint
+    from .onnx_engine import OnnxColorizer, is_onnx_file, onnx_device
 
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
@@ -181,13 +181,9 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
 
     device = resolve_device(options.device)
     channels_last = False
-    if not weights.is_dir() and sniff_kind(resolve_weights_file(weights)) == "onnx":
+    if is_onnx_file(weights):
         # An export of `animegan export` under ONNX Runtime; the style vectors still come from PyTorch's VGG19.
-        if options.precision not in ("auto", "fp32"):
-            raise InputError(weights, f"an ONNX graph runs in its own precision: --precision {options.precision} "
-                                      f"applies to PyTorch weights (use auto or fp32)")
-        if options.device == "auto" and device.type == "cuda" and not onnx_cuda_available():
-            device = torch.device("cpu")  # this ONNX Runtime build has no CUDA provider
+        device = onnx_device(weights, options.precision, options.device, device)
         dtype = torch.float32
         loaded = OnnxColorizer(weights, device)
         model = loaded
@@ -204,7 +200,8 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
         # NNPACK where it pays off (AVX2 CPUs); elsewhere oneDNN, whose convolutions here measured 11%
         # faster in channels_last (512x512 sketch: 245 ms against 274 ms).
         network = model if isinstance(model, torch.nn.Module) else None  # None: ONNX Runtime runs the colorizer
-        if accelerate(vgg) + (accelerate(network) if network is not None else 0) == 0 and network is not None:
+        accelerated = accelerate(vgg) + (accelerate(network) if network is not None else 0)
+        if network is not None and accelerated == 0:
             channels_last = True
             network.to(memory_format=torch.channels_last)
     reporter.info(f"weights {loaded.source} ({loaded.arch}), {engine}")

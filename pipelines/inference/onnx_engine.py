@@ -136,6 +136,25 @@ def _parse_range(text: str) -> tuple[float, float] | None:
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and hi > lo else None
 
 
+def is_onnx_file(weights: str | Path) -> bool:
+    """Whether `weights` (a file; run folders are not) is an ONNX graph, by its bytes."""
+    from ..models.weights import resolve_weights_file, sniff_kind
+
+    return not Path(weights).is_dir() and sniff_kind(resolve_weights_file(weights)) == "onnx"
+
+
+def onnx_device(weights: str | Path, precision: str, device_choice: str, device: torch.device) -> torch.device:
+    """Where an ONNX graph runs for `--device device_choice` (resolved to `device`): on the CPU when `auto` found
+    CUDA but this ONNX Runtime build has no CUDA provider. Refuses a `--precision` other than auto/fp32 in one
+    line: a graph runs in the precision it was exported in."""
+    if precision not in ("auto", "fp32"):
+        raise InputError(weights, f"an ONNX graph runs in its own precision: --precision {precision} "
+                                  f"applies to PyTorch weights (use auto or fp32)")
+    if device_choice == "auto" and device.type == "cuda" and not onnx_cuda_available():
+        return torch.device("cpu")
+    return device
+
+
 def open_session(path: Path, data: bytes, device: torch.device, threads: int | None = None):
     """An ONNX Runtime session for the graph `data` (the bytes of `path`), on CUDA when `device` is; loaded from
     bytes, so no external data file is opened, and with no custom-operator library: no code from the file runs."""

@@ -40,7 +40,7 @@ from ..progress import Reporter, plural
 from .stabilize import DEFAULT_STRENGTH
 from .engine import DEFAULT_OVERLAP, Engine, resolve_device, resolve_precision
 from .made_with import MadeWith, recipe_key, weights_sha256
-from .onnx_engine import OnnxEngine, onnx_cuda_available
+from .onnx_engine import OnnxEngine, is_onnx_file, onnx_device
 from .tiling import tiles_for
 from .video_encode import CHROMA
 from .video_stage import VideoSettings, stylize_video
@@ -284,16 +284,11 @@ def _run_jobs(todo: list[_Job], weights: Path, options: StylizeOptions, reporter
 def _make_engine(weights: Path, todo: list[_Job], options: StylizeOptions, reporter: Reporter) -> Engine | OnnxEngine:
     """The engine for `weights`: ONNX Runtime for an .onnx graph, PyTorch for everything else (with the
     reduced-precision check of `--precision auto`). Says in one line what runs where."""
-    from ..models.weights import load_generator, resolve_weights_file, sniff_kind
+    from ..models.weights import load_generator
 
     memory_budget = int(options.max_memory * 2**30) if options.max_memory else None
-    if not Path(weights).is_dir() and sniff_kind(resolve_weights_file(weights)) == "onnx":
-        if options.precision not in ("auto", "fp32"):
-            raise InputError(weights, f"an ONNX graph runs in its own precision: --precision {options.precision} "
-                                      f"applies to PyTorch weights (use auto or fp32)")
-        device = resolve_device(options.device)
-        if options.device == "auto" and device.type == "cuda" and not onnx_cuda_available():
-            device = torch.device("cpu")  # this ONNX Runtime build has no CUDA provider
+    if is_onnx_file(weights):
+        device = onnx_device(weights, options.precision, options.device, resolve_device(options.device))
         onnx_engine = OnnxEngine(weights, device, tile=options.tile, overlap=options.overlap, memory_budget=memory_budget)
         reporter.info(f"weights {weights} ({onnx_engine.contract.describe()}), {onnx_engine.label}")
         return onnx_engine
