@@ -149,7 +149,8 @@ def load_style_network(info: dict, weights: Path, spec: str | None, log) -> torc
 
 def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: Reporter | None = None) -> ColorizeSummary:
     """Colour every sketch under `inputs` into `options.out_dir`. See the module docstring."""
-    from ..models.weights import load_colorizer, weights_fingerprint
+    from ..models.weight_files import weights_fingerprint
+    from ..models.weights import load_colorizer
     from .onnx_engine import OnnxColorizer, is_onnx_file, onnx_device
 
     reporter = reporter or Reporter()
@@ -183,7 +184,8 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
     channels_last = False
     if is_onnx_file(weights):
         # An export of `animegan export` under ONNX Runtime; the style vectors still come from PyTorch's VGG19.
-        device = onnx_device(weights, options.precision, options.device, device)
+        if onnx_device(weights, options.precision, options.device) == "cpu":  # no CUDA provider in this ONNX Runtime
+            device = torch.device("cpu")
         dtype = torch.float32
         loaded = OnnxColorizer(weights, device)
         model = loaded

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,30 +23,12 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..memory import available_ram
 from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
+from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_CPU_TILE, DEFAULT_OVERLAP, HEAP_PEAK_FACTOR, Sizing
 from .tiling import stylize_tiled
 
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-# Peak memory per input pixel of a forward pass in fp32 (activations, and what the process's heap
-# keeps around them): 2400 B from peak activations measured on CPU at 768x768 (v2 1.8 KB, v1 2.2 KB,
-# White-box 0.8 KB), raised to 3400 B because whole stylize runs under `--max-memory` measured 1.3-1.4x
-# over a 2400 B estimate (bench/bench_stylize_memory.py; docs/benchmarks.md).
-BYTES_PER_PIXEL_FP32 = 3400
-# On CPU at most this much memory goes to one forward pass (less when less is available).
-CPU_ACTIVATION_BYTES = 4 << 30
-DEFAULT_CPU_TILE = 1024
-# With the CPU allocator setting (cpu_speed.tune_allocator) freed activations stay in the heap, where
-# they fragment: one forward pass peaks about 1.46x higher than with mmap'd blocks (v2 at 1024x1024:
-# 4.23 vs 2.89 GiB), so the memory estimate grows and the CPU tile shrinks by the square root.
-HEAP_PEAK_FACTOR = 1.5
-DEFAULT_OVERLAP = 64
-# A tiled image also holds two float32 accumulators of its size (the blended output and the weights)
-# and the decoded input: 16 + 3 bytes per pixel, part of the same budget as the activations.
-TILED_BYTES_PER_IMAGE_PIXEL = 19
-MIN_TILE = 64
 
 # Mean absolute difference (levels of 255) above which an automatically chosen bf16/fp16 output is taken as
 # broken by the reduced precision; AnimeGANv2 in bf16 on CPU differs from fp32 by about 0.4 levels.
@@ -108,48 +89,6 @@ def precision_verdict(reduced: torch.Tensor, exact: torch.Tensor, dtype: torch.d
         return None
     return (f"{str(dtype).replace('torch.', '')} changes this {what}'s output by {float(diff.mean()):.1f} levels on "
             f"average (max {float(diff.max()):.0f}) against fp32: using fp32 (choose with --precision)")
-
-
-class Sizing:
-    """What fits in memory: whole-image passes up to `pixel_budget` pixels, tiles of `tile_side()` beyond.
-
-    `bytes_per_pixel` is the engine's peak memory per input pixel of one forward pass; `memory_budget`
-    (`--max-memory`, else what the device has free) bounds activations, the tiled pass's statistics copy and
-    the tiles' accumulators together.
-    """
-
-    def __init__(self, device: torch.device, bytes_per_pixel: int, tile: int | None, overlap: int,
-                 pixel_budget: int | None, memory_budget: int | None, cpu_tile_cap: int = DEFAULT_CPU_TILE):
-        self.device = device
-        self.source: Path | None = None  # the weights file it runs, for summaries
-        self.bytes_per_pixel = int(bytes_per_pixel)
-        self.tile, self.overlap = tile, overlap
-        if memory_budget is None and tile:  # --tile alone bounds memory too: one tile's worth per pass
-            memory_budget = tile * tile * self.bytes_per_pixel
-        self.memory_budget = memory_budget or self._memory_budget()
-        self.pixel_budget = pixel_budget or max(64 * 64, self.memory_budget // self.bytes_per_pixel)
-        self.cpu_tile_cap = cpu_tile_cap
-
-    def _memory_budget(self) -> int:
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(free * 0.7)
-        # the machine's free memory, or less where a cgroup or `ulimit -v` leaves this process less (memory.py)
-        return min(CPU_ACTIVATION_BYTES, available_ram() // 2)
-
-    def needs_tiling(self, h: int, w: int) -> bool:
-        return bool(self.tile) or h * w > self.pixel_budget
-
-    def tile_side(self, h: int = 0, w: int = 0) -> int:
-        """The tile side for an `h` x `w` image: `--tile` or what the budget allows once the image's
-        accumulators are paid for, whichever is smaller (never below MIN_TILE)."""
-        left = self.memory_budget - TILED_BYTES_PER_IMAGE_PIXEL * h * w
-        side = int(min(max(0, left // self.bytes_per_pixel), self.pixel_budget) ** 0.5 // 8 * 8)
-        if self.device.type == "cpu":
-            side = min(side, self.cpu_tile_cap // 8 * 8)
-        if self.tile:
-            side = min(side, self.tile)
-        return max(MIN_TILE, side)
 
 
 class _Cast(nn.Module):

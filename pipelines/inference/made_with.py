@@ -37,7 +37,7 @@ def recipe_key(weights_sha256: str, options: dict[str, Any]) -> str:
 
 def weights_sha256(path: Path) -> str:
     """SHA-256 of the weights file behind `path` (a run folder's generator.safetensors, or the file)."""
-    from ..models.weights import resolve_weights_file
+    from ..models.weight_files import resolve_weights_file
 
     return sha256_file(resolve_weights_file(path))
 

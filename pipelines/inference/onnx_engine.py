@@ -19,24 +19,26 @@ code, and no external data file beside it is opened.
 Tiling: large images are stylized in blended tiles like the PyTorch engine's, but a graph's normalization
 layers cannot be given the whole image's statistics, so each tile is normalized on its own (for
 GroupNorm/InstanceNorm generators tiles can differ slightly in tone; a larger `--max-memory` means fewer tiles).
+
+No PyTorch: `stylize --weights model.onnx` on images never imports it (its import is about 1.3 s, a third of a
+four-photo run, and its idle OpenMP threads compete with ONNX Runtime's). Devices are the strings "cpu"/"cuda".
 """
 
 from __future__ import annotations
 
 import errno
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..errors import AnimeganError, InputError
 from ..fileio import read_regular_file
-from .engine import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, Sizing, uint8_to_input
-from .tiling import stylize_tiled
+from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, Sizing, device_type
+from .tile_blend import blend_tiles, tile_spans
 
 # Protobuf cannot hold more than 2 GiB; a larger ".onnx" is not a self-contained graph.
 MAX_ONNX_BYTES = 2 << 30
@@ -138,33 +140,45 @@ def _parse_range(text: str) -> tuple[float, float] | None:
 
 def is_onnx_file(weights: str | Path) -> bool:
     """Whether `weights` (a file; run folders are not) is an ONNX graph, by its bytes."""
-    from ..models.weights import resolve_weights_file, sniff_kind
+    from ..models.weight_files import resolve_weights_file, sniff_kind
 
     return not Path(weights).is_dir() and sniff_kind(resolve_weights_file(weights)) == "onnx"
 
 
-def onnx_device(weights: str | Path, precision: str, device_choice: str, device: torch.device) -> torch.device:
-    """Where an ONNX graph runs for `--device device_choice` (resolved to `device`): on the CPU when `auto` found
-    CUDA but this ONNX Runtime build has no CUDA provider. Refuses a `--precision` other than auto/fp32 in one
-    line: a graph runs in the precision it was exported in."""
+def onnx_device(weights: str | Path, precision: str, device_choice: str) -> str:
+    """Where an ONNX graph runs for `--device device_choice`: "cuda" for `cuda`, and for `auto` when this ONNX
+    Runtime build has the CUDA provider (a machine without a GPU falls back to the CPU when the session opens);
+    else "cpu". Refuses a `--precision` other than auto/fp32 in one line: a graph runs in the precision it was
+    exported in."""
+    if device_choice not in ("auto", "cuda", "cpu"):
+        raise InputError(None, f"--device must be one of auto, cuda, cpu, not {device_choice!r}")
     if precision not in ("auto", "fp32"):
         raise InputError(weights, f"an ONNX graph runs in its own precision: --precision {precision} "
                                   f"applies to PyTorch weights (use auto or fp32)")
-    if device_choice == "auto" and device.type == "cuda" and not onnx_cuda_available():
-        return torch.device("cpu")
-    return device
+    if device_choice == "auto":
+        return "cuda" if onnx_cuda_available() else "cpu"
+    return device_choice
 
 
-def open_session(path: Path, data: bytes, device: torch.device, threads: int | None = None):
-    """An ONNX Runtime session for the graph `data` (the bytes of `path`), on CUDA when `device` is; loaded from
-    bytes, so no external data file is opened, and with no custom-operator library: no code from the file runs."""
+def _default_threads() -> int:
+    """OMP_NUM_THREADS when set (PyTorch follows it too), else 0: ONNX Runtime's own choice, the physical cores."""
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "0")))
+    except ValueError:
+        return 0
+
+
+def open_session(path: Path, data: bytes, device, threads: int | None = None):
+    """An ONNX Runtime session for the graph `data` (the bytes of `path`), on CUDA when `device` ("cpu"/"cuda" or a
+    `torch.device`) is; loaded from bytes, so no external data file is opened, and with no custom-operator
+    library: no code from the file runs."""
     ort = _need_ort()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 4  # failed probes are expected; errors reach the user as one line
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = threads or _default_threads()
     providers = ["CPUExecutionProvider"]
-    if device.type == "cuda":
+    if device_type(device) == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise InputError(path, "--device cuda: this ONNX Runtime has no CUDA provider "
                                    "(pip install onnxruntime-gpu, or use --device cpu)")
@@ -179,14 +193,17 @@ class OnnxEngine(Sizing):
     """An ONNX image-to-image graph under ONNX Runtime: uint8 images in, uint8 images out.
 
     `stylize_batch([N, H, W, 3] uint8 RGB) -> [N, H, W, 3] uint8 RGB`; `stylize_image` picks one pass or tiles.
-    `run([N, 3, H, W] float32 in [-1, 1]) -> same`, whatever the graph's own layout and range.
+    `run([N, 3, H, W] float32 in [-1, 1]) -> same` (numpy arrays), whatever the graph's own layout and range.
+    `device`: "cpu" or "cuda" (`onnx_device`); afterwards where the session really runs.
     """
 
-    def __init__(self, path: str | Path, device: torch.device, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+    def __init__(self, path: str | Path, device: str = "cpu", tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                  memory_budget: int | None = None, threads: int | None = None):
         self.path = Path(path)
         data = read_graph_bytes(self.path)
         self.session = open_session(self.path, data, device, threads)
+        # ONNX Runtime falls back to the CPU when its CUDA provider cannot start: say where it runs.
+        device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
         last_op = None
         if "value_range" not in meta:  # reading the graph costs about 0.6 s (the onnx package's import): only if needed
@@ -266,17 +283,16 @@ class OnnxEngine(Sizing):
     def _probe(self, contract: GraphContract, h: int, w: int) -> bool:
         """Whether the graph runs on an `h` x `w` image and returns an image of that size with finite values."""
         rng = np.random.default_rng(0)
-        x = torch.from_numpy(rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32))
+        x = rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32)
         try:
             y = self._session_run(contract, x)
         except Exception:  # noqa: BLE001 - a size the graph cannot take raises onnxruntime's own errors
             return False
         return tuple(y.shape) == (1, 3, h, w) and bool(np.isfinite(y).all())
 
-    def _session_run(self, c: GraphContract, x: torch.Tensor) -> np.ndarray:
-        # x: [N, 3, H, W] float32 in [-1, 1] (H, W already what the graph takes) -> [N, 3, H, W] float32 in [-1, 1]
+    def _session_run(self, c: GraphContract, a: np.ndarray) -> np.ndarray:
+        # a: [N, 3, H, W] float32 in [-1, 1] (H, W already what the graph takes) -> [N, 3, H, W] float32 in [-1, 1]
         lo, hi = c.value_range
-        a = x.numpy()
         if (lo, hi) != (-1.0, 1.0):
             a = (a + 1.0) * ((hi - lo) / 2.0) + lo
         if c.layout == "NHWC":
@@ -297,11 +313,16 @@ class OnnxEngine(Sizing):
     def label(self) -> str:
         return f"onnxruntime {np.dtype(self.contract.dtype).name.replace('float', 'fp')} ({self.provider})"
 
-    def to_input(self, rgb: np.ndarray) -> torch.Tensor:
+    @staticmethod
+    def to_input(rgb: np.ndarray) -> np.ndarray:
         """`[H, W, 3]` or `[N, H, W, 3]` uint8 -> `[N, 3, H, W]` float32 in [-1, 1] (host memory: ONNX Runtime's input)."""
-        return uint8_to_input(rgb, torch.device("cpu"))
+        a = rgb[None] if rgb.ndim == 3 else rgb
+        x = a.transpose(0, 3, 1, 2).astype(np.float32)
+        x *= 1 / 127.5
+        x -= 1.0
+        return x
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
+    def run(self, x: np.ndarray) -> np.ndarray:
         """`[N, 3, H, W]` float32 in [-1, 1] -> same: reflect-padded to what the graph takes, cropped back."""
         c = self.contract
         n, _, h, w = x.shape
@@ -310,17 +331,17 @@ class OnnxEngine(Sizing):
         else:
             m = c.multiple
             ph, pw = -(-max(h, c.min_side) // m) * m, -(-max(w, c.min_side) // m) * m
-        a = x.detach().float().cpu().numpy()
+        a = np.asarray(x, dtype=np.float32)
         if (ph, pw) != (h, w):
             # np.pad's reflect mode grows in steps, so a side may be padded by more than its length.
             a = np.pad(a, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)), mode="reflect" if min(h, w) > 1 else "edge")
         limit = c.fixed_batch or n
         try:
-            outs = [self._session_run(c, torch.from_numpy(np.ascontiguousarray(a[i:i + limit]))) for i in range(0, n, limit)]
+            outs = [self._session_run(c, np.ascontiguousarray(a[i:i + limit])) for i in range(0, n, limit)]
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
             raise AnimeganError(f"{self.path}: ONNX Runtime failed on a {pw}x{ph} input ({_first_line(exc)})") from None
         y = np.concatenate(outs) if len(outs) > 1 else outs[0]
-        return torch.from_numpy(np.clip(y[:, :, :h, :w], -1.0, 1.0))
+        return np.clip(y[:, :, :h, :w], -1.0, 1.0)
 
     def needs_tiling(self, h: int, w: int) -> bool:
         fs = self.contract.fixed_size
@@ -336,21 +357,22 @@ class OnnxEngine(Sizing):
 
     def stylize_batch(self, images: np.ndarray) -> np.ndarray:
         y = self.run(self.to_input(images))  # [N, 3, H, W] in [-1, 1]
-        return y.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+        y += 1.0
+        y *= 127.5
+        return np.ascontiguousarray(np.clip(np.rint(y), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
 
     def stylize_image(self, rgb: np.ndarray, on_tile: Callable[[], None] | None = None) -> np.ndarray:
         h, w = rgb.shape[:2]
         if not self.needs_tiling(h, w):
             return self.stylize_batch(rgb[None])[0]
-        # No norm layers to patch: an empty module; each tile is normalized by the graph on its own.
-        out, _ = stylize_tiled(nn.Module(), rgb, self.tile_side(h, w), self.overlap, run=self.run,
-                               to_input=self.to_input, on_tile=on_tile)
-        return out
+        # Each tile is normalized by the graph on its own (no norm layers to give the whole image's statistics).
+        ys, xs = tile_spans(h, w, self.tile_side(h, w), self.overlap)
+        return blend_tiles(rgb, ys, xs, lambda crop: self.run(self.to_input(crop))[0].transpose(1, 2, 0), on_tile)
 
     def batch_limit(self, h: int, w: int, batch_size: int) -> int:
         if self.contract.fixed_batch:
             return self.contract.fixed_batch
-        if self.device.type == "cpu":
+        if self.device == "cpu":
             return 1  # ONNX Runtime's CPU convolutions gain nothing from batches of large images; memory does
         return max(1, min(batch_size, self.pixel_budget // max(1, h * w)))
 
@@ -363,7 +385,7 @@ class OnnxColorizer:
 
     arch = "style2paints_v1"
 
-    def __init__(self, path: str | Path, device: torch.device, threads: int | None = None):
+    def __init__(self, path: str | Path, device, threads: int | None = None):
         self.path = self.source = Path(path)
         self.session = open_session(self.path, read_graph_bytes(self.path), device, threads)
         self.provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
@@ -385,8 +407,11 @@ class OnnxColorizer:
         except (KeyError, ValueError):
             pass
 
-    def __call__(self, sketch: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        # [B, 1, h, w] in [-1, 1], [B, 4096] -> [B, 3, h, w] in [-1, 1] (the graph pads to its multiple and crops back)
+    def __call__(self, sketch, style):
+        # torch tensors: [B, 1, h, w] in [-1, 1], [B, 4096] -> [B, 3, h, w] in [-1, 1] (the graph pads to its
+        # multiple and crops back); colorize runs PyTorch's VGG19 for the style vector, so torch is loaded already
+        import torch
+
         feed = {"sketch": np.ascontiguousarray(sketch.float().cpu().numpy()),
                 "style": np.ascontiguousarray(style.float().cpu().numpy())}
         try:

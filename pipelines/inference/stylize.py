@@ -26,11 +26,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 
 from ..errors import InputError, PartialFailure, output_error, stops_all_writes
 from ..fileio import (is_image_path, is_video_path, iter_files, read_image, remove_stale_temporaries,
@@ -38,12 +37,15 @@ from ..fileio import (is_image_path, is_video_path, iter_files, read_image, remo
 from ..data.video import parse_time
 from ..progress import Reporter, plural
 from .stabilize import DEFAULT_STRENGTH
-from .engine import DEFAULT_OVERLAP, Engine, resolve_device, resolve_precision
 from .made_with import MadeWith, recipe_key, weights_sha256
 from .onnx_engine import OnnxEngine, is_onnx_file, onnx_device
-from .tiling import tiles_for
+from .sizing import DEFAULT_OVERLAP
+from .tile_blend import tiles_for
 from .video_encode import CHROMA
 from .video_stage import VideoSettings, stylize_video
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 FORMATS = ("png", "jpg", "webp")
 
@@ -174,7 +176,7 @@ def resolve_weights(weights: Path | None, runs_dir: Path, kind: str = "image") -
     """`--weights`, or the newest run of `kind` under `runs_dir`; `InputError` when there is none."""
     if weights is not None:
         return Path(weights)
-    from ..models.weights import find_latest_run
+    from ..models.weight_files import find_latest_run
 
     run = find_latest_run(Path(runs_dir), kind)
     if run is None:
@@ -210,7 +212,7 @@ def select_jobs(jobs: list[_Job], overwrite: bool, newest_input: Callable[[_Job]
 
 def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Reporter | None = None) -> StylizeSummary:
     """Stylize every image and video under `inputs` into `options.out_dir`. See the module docstring."""
-    from ..models.weights import weights_fingerprint
+    from ..models.weight_files import weights_fingerprint
 
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
@@ -283,15 +285,19 @@ def _run_jobs(todo: list[_Job], weights: Path, options: StylizeOptions, reporter
 
 def _make_engine(weights: Path, todo: list[_Job], options: StylizeOptions, reporter: Reporter) -> Engine | OnnxEngine:
     """The engine for `weights`: ONNX Runtime for an .onnx graph, PyTorch for everything else (with the
-    reduced-precision check of `--precision auto`). Says in one line what runs where."""
-    from ..models.weights import load_generator
-
+    reduced-precision check of `--precision auto`). Says in one line what runs where. An ONNX graph's path never
+    imports PyTorch."""
     memory_budget = int(options.max_memory * 2**30) if options.max_memory else None
     if is_onnx_file(weights):
-        device = onnx_device(weights, options.precision, options.device, resolve_device(options.device))
+        device = onnx_device(weights, options.precision, options.device)
         onnx_engine = OnnxEngine(weights, device, tile=options.tile, overlap=options.overlap, memory_budget=memory_budget)
         reporter.info(f"weights {weights} ({onnx_engine.contract.describe()}), {onnx_engine.label}")
         return onnx_engine
+
+    import torch
+
+    from ..models.weights import load_generator
+    from .engine import Engine, resolve_device, resolve_precision
 
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)

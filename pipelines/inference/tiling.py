@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .tile_blend import blend_tiles, tile_spans
+
 # Norm layers whose statistics are computed over the spatial extent of the image. Their
 # `forward` is patched on the instance, so state dicts and module structure never change.
 _NORM_TYPES = (nn.GroupNorm, nn.InstanceNorm2d)
@@ -134,43 +136,6 @@ def _add(state: _State, i: int, m: _Moments) -> None:
     state.moments[i] = m
 
 
-def plan_axis(length: int, tile: int, overlap: int, align: int = 4) -> list[tuple[int, int]]:
-    """Tile spans `[start, end)` covering `[0, length)`; neighbours overlap by at least `overlap`.
-
-    Starts are multiples of `align` (the networks' total stride): a tile starting elsewhere would
-    see its strided convolutions sample the image at another phase than the whole-image run does,
-    and its output would differ everywhere, not only near its edges. The last span is stretched by
-    up to `align - 1` pixels to reach the end.
-    """
-    if length <= tile:
-        return [(0, length)]
-    step = max(1, tile - overlap)
-    n = max(2, math.ceil((length - overlap) / step))
-    starts = sorted({(round(i * (length - tile) / (n - 1)) // align) * align for i in range(n)})
-    return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], length)]
-
-
-def _window(spans: list[tuple[int, int]], i: int) -> np.ndarray:
-    """1-D blend weights for span i: 0 near an edge shared with a neighbour, raised cosine up to 1."""
-    s, e = spans[i]
-    w = np.ones(e - s, np.float32)
-    pos = np.arange(e - s, dtype=np.float32) + 0.5
-    if i > 0:
-        ov = spans[i - 1][1] - s
-        m = ov / 4.0  # the outermost quarter of an overlap sees reflect padding: weight 0
-        w *= _ramp((pos - m) / max(ov - 2 * m, 1.0))
-    if i < len(spans) - 1:
-        ov = e - spans[i + 1][0]
-        m = ov / 4.0
-        w *= _ramp(((e - s) - pos - m) / max(ov - 2 * m, 1.0))
-    return w
-
-
-def _ramp(t: np.ndarray) -> np.ndarray:
-    t = np.clip(t, 0.0, 1.0)
-    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32) + 1e-6  # never exactly 0: no 0/0
-
-
 @dataclass
 class TileReport:
     tiles: int
@@ -202,9 +167,7 @@ def stylize_tiled(
     """
     run = run or model
     h, w = rgb.shape[:2]
-    tile = max(16, int(tile))
-    overlap = max(0, min(int(overlap), tile // 2))
-    ys, xs = plan_axis(h, tile, overlap), plan_axis(w, tile, overlap)
+    ys, xs = tile_spans(h, w, tile, overlap)
     state = _State()
     passes = 1
     with torch.inference_mode(), patched_norms(model, state) as n_norms:
@@ -219,34 +182,16 @@ def stylize_tiled(
             passes += 1
             state.mode = "frozen"
         # 2. tiles with frozen statistics, blended
-        acc_img = np.zeros((h, w, 3), np.float32)
-        acc_w = np.zeros((h, w, 1), np.float32)
-        for i, (y0, y1) in enumerate(ys):
-            wy = _window(ys, i)
-            for j, (x0, x1) in enumerate(xs):
-                state.calls = 0
-                out = run(to_input(rgb[y0:y1, x0:x1]))  # [1, 3, th, tw] in [-1, 1]
-                arr = out[0].float().permute(1, 2, 0).cpu().numpy()
-                win = (wy[:, None] * _window(xs, j)[None, :])[:, :, None]
-                acc_img[y0:y1, x0:x1] += arr * win
-                acc_w[y0:y1, x0:x1] += win
-                if on_tile:
-                    on_tile()
-    acc_img /= acc_w
-    del acc_w
-    # [-1, 1] -> uint8, in place to keep peak memory at the accumulators' size
-    acc_img += 1.0
-    acc_img *= 127.5
-    acc_img += 0.5
-    np.clip(acc_img, 0, 255, out=acc_img)
-    return acc_img.astype(np.uint8), TileReport(len(ys) * len(xs), n_norms, passes)
+
+        def run_tile(crop: np.ndarray) -> np.ndarray:
+            state.calls = 0
+            return run(to_input(crop))[0].float().permute(1, 2, 0).cpu().numpy()  # [th, tw, 3] in [-1, 1]
+
+        out = blend_tiles(rgb, ys, xs, run_tile, on_tile)
+    return out, TileReport(len(ys) * len(xs), n_norms, passes)
 
 
 def _frozen_all(state: _State) -> list[_Frozen]:
     if len(state.moments) != len(state.modules) or any(m is None for m in state.moments):
         raise RuntimeError("norm layers were called differently in the statistics passes")
     return [_freeze(mod, mom) for mod, mom in zip(state.modules, state.moments)]  # type: ignore[arg-type]
-
-
-def tiles_for(h: int, w: int, tile: int, overlap: int) -> int:
-    return len(plan_axis(h, tile, overlap)) * len(plan_axis(w, tile, overlap))

@@ -121,7 +121,7 @@ def resolve_config(config_file: str | Path | None = None, overrides: Mapping[str
         except ValidationError as exc:  # a hand-edited run folder: one line naming the file and the field
             raise config_error(str(saved_path), exc) from None
         if given.get("init_weights") and saved.init_weights:  # the same file named another way is no change
-            from ..models.weights import resolve_weights_file
+            from ..models.weight_files import resolve_weights_file
 
             try:
                 if resolve_weights_file(given["init_weights"]).resolve() == Path(saved.init_weights):

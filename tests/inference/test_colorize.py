@@ -181,7 +181,7 @@ def test_newest_colorizer_run_is_the_default(sketches, weights, tmp_path, monkey
     assert info["kind"] == "colorizer"
     import os
 
-    from pipelines.models.weights import find_latest_run
+    from pipelines.models.weight_files import find_latest_run
 
     newest = (runs / "newer-stylizer" / "generator.safetensors").stat().st_mtime + 10
     os.utime(runs / "colorizer" / "generator.safetensors", (newest, newest))

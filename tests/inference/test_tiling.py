@@ -12,7 +12,8 @@ import torch
 from conftest import skimage_photo
 from pipelines.models.registry import InferenceModel
 from pipelines.inference.engine import Engine
-from pipelines.inference.tiling import plan_axis, stylize_tiled
+from pipelines.inference.tile_blend import plan_axis
+from pipelines.inference.tiling import stylize_tiled
 
 
 def to_input(rgb: np.ndarray) -> torch.Tensor:
@@ -74,7 +75,7 @@ def test_engine_tiles_what_does_not_fit(image: np.ndarray):
 def test_one_memory_budget_bounds_every_pass(image: np.ndarray):
     """--max-memory sizes the statistics pass and the tiles (with the image's accumulators paid for);
     --tile alone bounds the statistics pass to one tile's worth as well."""
-    from pipelines.inference.engine import TILED_BYTES_PER_IMAGE_PIXEL
+    from pipelines.inference.sizing import TILED_BYTES_PER_IMAGE_PIXEL
 
     model = InferenceModel.for_architecture("animegan_v2").eval()
     budget = 96 * 96 * 3400  # bytes: about a 96 px square of activations

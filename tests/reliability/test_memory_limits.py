@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipelines import memory
-from pipelines.inference.engine import Sizing
+from pipelines.inference.sizing import Sizing
 
 GB = 1 << 30
 
