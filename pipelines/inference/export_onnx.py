@@ -37,8 +37,8 @@ class _Exportable(nn.Module):
     """`InferenceModel`'s contract in a traceable form: `[N, 3, H, W]` in [-1, 1] -> same.
 
     `InferenceModel` decides the padding in Python, which a trace would freeze to the sample's
-    size. Here the input is always reflect-padded by `multiple - 1` and then cut to the next
-    multiple, which gives the same pixels (the first k reflected rows do not depend on how many
+    size. Here the input is reflect-padded by the edge margin, then always by `multiple - 1` and cut to the
+    next multiple, which gives the same pixels (the first k reflected rows do not depend on how many
     are added) with sizes that stay symbolic in the graph.
     """
 
@@ -47,18 +47,19 @@ class _Exportable(nn.Module):
         self.generator = inner.generator
         self.postprocess = inner.postprocess
         self.multiple = int(inner.size_multiple)
+        self.edge_pad = int(getattr(inner, "edge_pad", 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        m = self.multiple
-        xp = x
+        m, e = self.multiple, self.edge_pad
+        xp = F.pad(x, (e, e, e, e), mode="reflect") if e else x
         if m > 1:
-            xp = F.pad(x, (0, m - 1, 0, m - 1), mode="reflect")
-            xp = xp[:, :, : (h + m - 1) // m * m, : (w + m - 1) // m * m]
+            xp = F.pad(xp, (0, m - 1, 0, m - 1), mode="reflect")
+            xp = xp[:, :, : (h + 2 * e + m - 1) // m * m, : (w + 2 * e + m - 1) // m * m]
         out = self.generator(xp)
         if self.postprocess is not None:
             out = self.postprocess(xp, out)
-        return out[:, :, :h, :w].clamp(-1.0, 1.0)
+        return out[:, :, e:e + h, e:e + w].clamp(-1.0, 1.0)
 
 
 class _ExportableColorizer(nn.Module):

@@ -31,6 +31,10 @@ class Architecture:
     - `size_multiple`: inputs are reflect-padded to a multiple of this before the network (1: any size).
     - `min_size`: inputs are padded up to at least this side length (the encoder's deepest level
       needs a few pixels for its reflect padding).
+    - `edge_pad`: inputs are reflect-padded by this many pixels on every side and the output cropped back, so
+      that the image's own edges are not where the network's zero padding (White-box) or its strided levels'
+      one-sided padding (AnimeGAN) shows: tinted 1-3 px lines along the top and left edges otherwise. A multiple
+      of 4, the networks' total stride, so that tiles and whole images see the same stride phase.
     - `postprocess`: optional hook applied by `InferenceModel`; `postprocess_name` is what weight
       files record so that a loader can tell what was applied.
     - `kind`: what the network maps (see the field); stylize takes "image" files, colorize "colorizer" ones.
@@ -43,12 +47,19 @@ class Architecture:
     min_size: int = 16
     postprocess: PostProcess | None = None
     postprocess_name: str | None = None
+    edge_pad: int = 0
     description: str = ""
     #: "image": `[N,3,H,W] -> same` (stylize); "colorizer": `(sketch [N,1,H,W], style [N,4096]) -> [N,3,H,W]`
     kind: str = "image"
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
+
+# The reflect margin of the stylizing families (`Architecture.edge_pad`): the outermost 3 px of a 256 px crop
+# differ from the same pixels stylized with real context around them by 10.6-14.9 levels (White-box) and 5.7-7.4
+# (AnimeGANv2) without it, 3.4-4.4 and 3.5-4.0 with 8 px (4 px: 4.3-5.3, 16 px: no better), for 6% more pixels
+# at 512x512 (bench/bench_edges.py; docs/benchmarks.md).
+EDGE_PAD = 8
 
 
 def register_architecture(arch: Architecture) -> Architecture:
@@ -63,6 +74,7 @@ register_architecture(Architecture(
     # Any size works (upsampling goes to the encoder's sizes); a multiple of 4 keeps both strided
     # levels exact halves, which is how the network was trained.
     size_multiple=4,
+    edge_pad=EDGE_PAD,
     description="AnimeGAN (2019): instance norm, 3,956,096 parameters",
 ))
 register_architecture(Architecture(
@@ -71,6 +83,7 @@ register_architecture(Architecture(
     default_kwargs={"align_corners": True},
     # 1, not 4: community files then give exactly what the port gives on the same input.
     size_multiple=1,
+    edge_pad=EDGE_PAD,
     description="AnimeGANv2 (2020): layer norm, 2,143,552 parameters; loads community .pt files",
 ))
 
@@ -129,15 +142,16 @@ def _pad(x: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
 class InferenceModel(nn.Module):
     """Wraps a generator so that any input size gives an output of the same size.
 
-    `[N, 3, H, W]` float in [-1, 1] -> `[N, 3, H, W]` in [-1, 1]: the input is reflect-padded on
-    the right and bottom to the architecture's size multiple (and minimum size), run, post-processed,
-    cropped back and clamped. `generator` is the bare network (its state dict is what weight
+    `[N, 3, H, W]` float in [-1, 1] -> `[N, 3, H, W]` in [-1, 1]: the input is reflect-padded by `edge_pad`
+    on every side, then on the right and bottom to the architecture's size multiple (and minimum size), run,
+    post-processed, cropped back and clamped. `generator` is the bare network (its state dict is what weight
     files hold).
     """
 
     def __init__(self, generator: nn.Module, arch: str | None = None, size_multiple: int = 1,
-                 min_size: int = 1, postprocess: PostProcess | None = None):
+                 min_size: int = 1, postprocess: PostProcess | None = None, edge_pad: int = 0):
         super().__init__()
+        self.edge_pad = max(0, int(edge_pad))
         self.generator = generator
         self.arch = arch
         self.size_multiple = max(1, int(size_multiple))
@@ -151,7 +165,7 @@ class InferenceModel(nn.Module):
         if generator is None:
             generator = build_generator(name, **kwargs)
         return cls(generator, arch=name, size_multiple=arch.size_multiple, min_size=arch.min_size,
-                   postprocess=arch.postprocess)
+                   postprocess=arch.postprocess, edge_pad=arch.edge_pad)
 
     def padded_size(self, h: int, w: int) -> tuple[int, int]:
         m = self.size_multiple
@@ -160,12 +174,13 @@ class InferenceModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, 3, H, W] in [-1, 1]
         h, w = x.shape[-2:]
-        ph, pw = self.padded_size(h, w)
-        xp = x
+        e = self.edge_pad
+        xp = F.pad(x, (e, e, e, e), mode="reflect" if min(h, w) > e else "replicate") if e else x
+        ph, pw = self.padded_size(h + 2 * e, w + 2 * e)
         # Reflect padding can at most mirror the whole side once, so grow in steps for tiny inputs.
         while xp.shape[-2] < ph or xp.shape[-1] < pw:
             xp = _pad(xp, min(ph - xp.shape[-2], xp.shape[-2] - 1 or 1), min(pw - xp.shape[-1], xp.shape[-1] - 1 or 1))
         out = self.generator(xp)
         if self.postprocess is not None:
             out = self.postprocess(xp, out)
-        return out[..., :h, :w].clamp(-1.0, 1.0)  # [N, 3, H, W] in [-1, 1]
+        return out[..., e:e + h, e:e + w].clamp(-1.0, 1.0)  # [N, 3, H, W] in [-1, 1]

@@ -136,13 +136,14 @@ def inference_postprocess(photo: torch.Tensor, raw: torch.Tensor) -> torch.Tenso
 
 
 def _register() -> None:
-    from .registry import Architecture, register_architecture
+    from .registry import EDGE_PAD, Architecture, register_architecture
 
     register_architecture(Architecture(
         name="whitebox",
         builder=WhiteboxGenerator,
         size_multiple=SIZE_MULTIPLE,
         min_size=16,
+        edge_pad=EDGE_PAD,  # its convolutions pad with zeros, as the TensorFlow original's 'SAME'
         postprocess=inference_postprocess,
         postprocess_name=f"guided_filter(r={INFERENCE_FILTER[0]}, eps={INFERENCE_FILTER[1]}, guide=input)",
         description="White-box Cartoonization (2020): U-Net, 1,467,075 parameters, guided-filter output",

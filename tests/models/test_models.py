@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import pytest
+import skimage.data
 import torch
 import torch.nn.functional as F
 
@@ -217,8 +219,10 @@ def test_community_v2_file_loads_and_matches_the_reference_forward(tmp_path: Pat
     loaded = load_generator(weights)
     assert loaded.arch == "animegan_v2" and loaded.info["format"] == "community"
     with torch.no_grad():
-        ours = loaded.model(x)
+        # the bare network: the inference wrapper adds a reflect margin (test_image_edges_are_stylized_...)
+        ours = loaded.model.generator(x).clamp(-1, 1)
         ref = _reference_forward(sd, x).clamp(-1, 1)
+        assert loaded.model(x).shape == (1, 3, 64, 72)
     assert ours.shape == (1, 3, 64, 72)
     assert float(ref.std()) > 0.05  # the comparison means something only if the output is not flat
     assert float((ours - ref).abs().max()) * 127.5 <= 2.0  # within 2/255 on the 8-bit scale
@@ -304,3 +308,23 @@ def test_vgg_imagenet_uses_the_cached_file(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
     vgg = build_vgg("imagenet")
     assert torch.equal(vgg.features[10].weight, sd["features.10.weight"])
+
+
+def test_image_edges_are_stylized_as_with_real_context_around_them():
+    """A White-box generator pads its convolutions with zeros: without the reflect margin (`edge_pad`) a photo's
+    outermost pixels differed from the same pixels stylized inside a larger photo by about 4 levels (random weights;
+    10-15 for a trained one): the tinted line along a stylized photo's top and left edges."""
+    torch.manual_seed(0)
+    model = InferenceModel.for_architecture("whitebox").eval()
+    assert model.edge_pad % 4 == 0 and model.edge_pad > 0
+    img = cv2.resize(skimage.data.astronaut(), (160, 160), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, 160, 160] in [-1, 1]
+    with torch.no_grad():
+        inside = model(x)[..., 24:-24, 24:-24]  # pixels 24..135 with real context around them
+        alone = model(x[..., 24:-24, 24:-24])
+    d = (inside - alone).abs().mul(127.5).mean(1)[0]  # [112, 112] levels
+    edges = torch.cat([d[:3].flatten(), d[-3:].flatten(), d[:, :3].flatten(), d[:, -3:].flatten()])
+    assert float(edges.mean()) <= 2.0
+    assert float(d[16:-16, 16:-16].max()) < 0.01  # the inside is what it was
+    tiny = torch.rand(1, 3, 5, 7) * 2 - 1  # smaller than the margin: edge replication instead of reflection
+    assert model(tiny).shape == tiny.shape
