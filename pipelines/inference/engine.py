@@ -24,10 +24,9 @@ from torch import nn
 
 from ..errors import InputError
 from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
-from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_CPU_TILE, DEFAULT_OVERLAP, HEAP_PEAK_FACTOR, Sizing
+from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_CPU_TILE, DEFAULT_OVERLAP, DEVICES, HEAP_PEAK_FACTOR, Sizing
 from .tiling import stylize_tiled
 
-DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 # Mean absolute difference (levels of 255) above which an automatically chosen bf16/fp16 output is taken as

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import AnimeganError, InputError
 from ..fileio import read_regular_file
-from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, Sizing, device_type
+from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, DEVICES, Sizing, device_type
 from .tile_blend import blend_tiles, tile_spans
 
 # Protobuf cannot hold more than 2 GiB; a larger ".onnx" is not a self-contained graph.
@@ -150,8 +150,8 @@ def onnx_device(weights: str | Path, precision: str, device_choice: str) -> str:
     Runtime build has the CUDA provider (a machine without a GPU falls back to the CPU when the session opens);
     else "cpu". Refuses a `--precision` other than auto/fp32 in one line: a graph runs in the precision it was
     exported in."""
-    if device_choice not in ("auto", "cuda", "cpu"):
-        raise InputError(None, f"--device must be one of auto, cuda, cpu, not {device_choice!r}")
+    if device_choice not in DEVICES:
+        raise InputError(None, f"--device must be one of {', '.join(DEVICES)}, not {device_choice!r}")
     if precision not in ("auto", "fp32"):
         raise InputError(weights, f"an ONNX graph runs in its own precision: --precision {precision} "
                                   f"applies to PyTorch weights (use auto or fp32)")

@@ -12,6 +12,8 @@ from typing import Any
 
 from ..memory import available_ram
 
+DEVICES = ("auto", "cuda", "cpu")  # --device
+
 # Peak memory per input pixel of a forward pass in fp32 (activations, and what the process's heap
 # keeps around them): 2400 B from peak activations measured on CPU at 768x768 (v2 1.8 KB, v1 2.2 KB,
 # White-box 0.8 KB), raised to 3400 B because whole stylize runs under `--max-memory` measured 1.3-1.4x
