@@ -60,10 +60,14 @@ class Sizing:
 
     def _memory_budget(self) -> int:
         if device_type(self.device) == "cuda":
-            import torch
+            try:
+                import torch
 
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(free * 0.7)
+                free, _ = torch.cuda.mem_get_info(self.device)
+                return int(free * 0.7)
+            except (ImportError, RuntimeError, AssertionError):
+                # ONNX Runtime's CUDA beside a PyTorch without it: the GPU's free memory is not known here
+                return CPU_ACTIVATION_BYTES
         # the machine's free memory, or less where a cgroup or `ulimit -v` leaves this process less (memory.py)
         return min(CPU_ACTIVATION_BYTES, available_ram() // 2)
 

@@ -67,6 +67,13 @@ def test_the_engine_budget_follows_the_smallest_room(monkeypatch):
     assert Sizing(torch.device("cpu"), 3400, None, 32, None, None).memory_budget == 4 * GB  # the CPU cap
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a PyTorch without CUDA is the case")
+def test_onnx_runtime_cuda_beside_a_pytorch_without_it_gets_a_budget_not_a_traceback():
+    # onnxruntime-gpu with a CPU-only PyTorch: the ONNX engine runs on "cuda" and PyTorch cannot say how much
+    # memory the GPU has free
+    assert Sizing("cuda", 3400, None, 32, None, None).memory_budget == 4 * GB
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status are Linux's")
 def test_ulimit_v_is_seen():
     code = ("import resource\nfrom pipelines import memory\n"
