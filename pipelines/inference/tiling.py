@@ -9,14 +9,14 @@ layers are temporarily patched so that tiles are normalized with statistics of t
    records each norm layer's per-channel mean and variance, in call order;
 2. every tile is run with those statistics frozen, and overlapping tiles are blended with a
    raised-cosine window that is zero where a tile's edge (reflect padding instead of real
-   context) would show.
+   context) would show (`tile_blend`, numpy, shared with the ONNX engine).
 
 With the statistics of the full-resolution image, tiled output is within about 1.5 levels (of
 255) of untiled output on average. (Re-estimating the statistics from full-resolution tiles run
 with the downscaled estimate was tried: the layers' statistics then disagree with each other and
 the result gets worse, not better.)
 
-Networks without normalization (White-box) need only step 3.
+Networks without normalization (White-box) need only step 2.
 """
 
 from __future__ import annotations
