@@ -16,7 +16,12 @@ image_size x 1.5), their sketches made with the default XDoG (`pipelines.evaluat
   nearest their own reference's (issue 19's target: every output; chance is 1/N);
 - spread: how much one sketch's outputs differ between references (levels); lines: output darkness on the lines.
 
-The untrained network is the baseline in the same run. Prints the table, writes results.json and
+The untrained network is the baseline in the same run, and two ceilings made with what no colorizer is given:
+each sketch's own illustration (the answer), recoloured towards the reference: `Lab ceiling` (Reinhard et al.'s
+mean and deviation per CIELAB channel) and `hist. ceiling` (each RGB channel's histogram matched to the
+reference's, scikit-image's `match_histograms`). They say what the figures can be for a given set: an output with
+every colour statistic of the first kind right, on the answer's own layout, scores what `Lab ceiling` scores.
+Prints the table, writes results.json and
 `reference.png` (per held-out sketch: warm reference / output / cool reference / output / another reference /
 output, one row per mode).
 """
@@ -30,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +65,30 @@ def held_out_views(paths: list[Path], size: int, short: int) -> tuple[np.ndarray
         ills.append(rgb[top:top + size, left:left + size])
     ills_a = np.stack(ills)
     return np.stack([xdog(i, **XDOG_DEFAULTS) for i in ills_a]), ills_a
+
+
+def lab_transfer(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`image` `[H, W, 3] uint8` RGB with each CIELAB channel's mean and deviation moved to `reference`'s."""
+    a = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    b = cv2.cvtColor(np.ascontiguousarray(reference), cv2.COLOR_RGB2LAB).astype(np.float32)
+    out = (a - a.mean((0, 1))) / (a.std((0, 1)) + 1e-6) * b.std((0, 1)) + b.mean((0, 1))
+    return cv2.cvtColor(np.clip(np.rint(out), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def histogram_transfer(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    from skimage.exposure import match_histograms
+
+    return np.clip(np.rint(match_histograms(image, reference, channel_axis=-1)), 0, 255).astype(np.uint8)
+
+
+def oracle(sketches: np.ndarray, illustrations: np.ndarray, transfer):
+    """A `Colorize` that knows each held-out sketch's illustration and recolours it towards the reference."""
+    answer = {s.tobytes(): ill for s, ill in zip(sketches, illustrations)}
+
+    def run(batch: np.ndarray, references: np.ndarray) -> np.ndarray:
+        return np.stack([transfer(answer[s.tobytes()], r) for s, r in zip(batch, references)])
+
+    return run
 
 
 def colorizer_of(run: Path | None, reference_mode: str, seed: int = 0):
@@ -119,6 +149,8 @@ def main() -> None:
         other = np.roll(ills, 1, axis=0)
         pictures[name] = [colorize(sketches, warm), colorize(sketches, cool), colorize(sketches, other)]
 
+    measure("Lab ceiling", oracle(sketches, ills, lab_transfer), 0.0)
+    measure("hist. ceiling", oracle(sketches, ills, histogram_transfer), 0.0)
     measure("untrained", colorizer_of(None, "crop"), 0.0)
     if args.measure is not None:
         for run in args.measure:
@@ -141,7 +173,8 @@ def main() -> None:
         for name, (w, c, o) in pictures.items():
             rows.append([(f"{name}", np.full_like(ills[i], 255)), ("out: warm", w[i]), ("out: cool", c[i]),
                          ("out: other", o[i])])
-    title = [f"Style2paints on {len(train_files)} illustrations ({args.steps} steps, random VGG); "
+    trained = "measured runs" if args.measure else f"{args.steps} steps, random VGG"
+    title = [f"Style2paints on {len(train_files)} illustrations ({trained}); "
              f"held-out sketches coloured with tinted / other references"]
     write_image(args.out / "reference.png", labelled_grid(rows, title, height=112))
     print(f"wrote {args.out / 'reference.png'}")
