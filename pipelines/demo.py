@@ -3,7 +3,7 @@
 1. material: the real photos that ship with scikit-image, cut in quarters; one quarter of each photo is
    held out and never trained on. Of the rest, one share becomes the "film": the demo's own cartoon look
    (`data/cartoon.py`: flat regions, a warm saturated palette, thick dark outlines) of those quarters, as a
-   short clip of slowly panning shots; the other share is the photo set (`pipelines.known_answer`);
+   short clip panning along them at their own scale; the other share is the photo set (`pipelines.known_answer`);
 2. extract-frames from the clip into the dataset's style set;
 3. make-smooth;
 4. add-images: the photo share into the photo set;
@@ -17,8 +17,8 @@
 Why White-box for a few CPU minutes: its U-Net has full-resolution skips, so it reconstructs a photo
 within ~100 steps (AnimeGANv2's encoder-decoder needs thousands), and every later step can move towards
 the style. The colour anchor grades each photo to the style set's colour statistics (training/palette.py),
-so the palette is learned in minutes; outlines and flat regions come from the discriminators and the
-structure loss.
+so the palette is learned in minutes; the ink term (training/ink.py) draws the style's lines along the photo's
+edges; flat regions come from the discriminators and the structure loss.
 
 Every stage is one of the real commands' pipelines, so a second `demo` run over the same folder
 resumes: frames, smoothing, imports and stylized images that are done are skipped, and training
@@ -85,20 +85,21 @@ class DemoResult:
 
 
 def clip_frames(images: list[np.ndarray]):
-    """Yield `[H, W, 3] uint8 RGB` frames: one slowly zooming and panning shot per image."""
+    """Yield `[H, W, 3] uint8 RGB` frames of CLIP_SIZE: a camera panning along the images laid side by side, at
+    their own scale (each scaled to the clip's height, which is their short side at the demo's SHORT_SIDE) and in
+    whole-pixel steps. Scale is what matters: the style set must show the look's lines as thin as the held-out
+    answers have them. An earlier zooming shot per image blew 80-pixel-wide halves up three times, so the frames'
+    outlines were blurred bands three pixels wide, and a generator that learned them learned to blur."""
     w, h = CLIP_SIZE
-    n = round(SHOT_SECONDS * CLIP_FPS)
-    for art in images:
-        ih, iw = art.shape[:2]
-        for k in range(n):
-            t = k / max(1, n - 1)
-            zoom = 1.0 + 0.25 * t  # crop shrinks as the shot goes on
-            cw = min(iw, ih * w / h) / zoom
-            ch = cw * h / w
-            x0 = (iw - cw) * (0.2 + 0.6 * t)
-            y0 = (ih - ch) * 0.5
-            M = np.array([[w / cw, 0, -x0 * w / cw], [0, h / ch, -y0 * h / ch]], np.float32)
-            yield cv2.warpAffine(art, M, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT_101)
+    row = [art if art.shape[0] == h else cv2.resize(art, (max(1, round(art.shape[1] * h / art.shape[0])), h),
+                                                     interpolation=cv2.INTER_AREA) for art in images]
+    strip = np.concatenate(row, axis=1)
+    if strip.shape[1] < w:
+        strip = np.concatenate([strip] * -(-w // strip.shape[1]), axis=1)
+    n = max(2, round(SHOT_SECONDS * CLIP_FPS * len(images)))
+    for k in range(n):
+        x0 = round(k * (strip.shape[1] - w) / (n - 1))
+        yield np.ascontiguousarray(strip[:, x0:x0 + w])
 
 
 def _clip_import(clip: Path):

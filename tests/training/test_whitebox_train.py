@@ -53,13 +53,14 @@ def test_trains_both_phases_and_reports_structure_cost(runs):
     gan = [r for r in rows if r["phase"] == "gan"]
     assert gan, rows
     terms = {"loss/g_surface", "loss/g_texture", "loss/structure", "loss/content", "loss/tv",
-             "loss/d_surface", "loss/d_texture", "loss/temporal"}
-    assert terms <= set(gan[-1]), gan[-1].keys()
+             "loss/d_surface", "loss/d_texture", "loss/temporal", "loss/color", "loss/ink"}
+    assert terms <= set(gan[-1]), gan[-1].keys()  # the default preset (anchored) has the colour anchor and ink
     assert gan[-1]["structure/cpu_s_per_image"] > 0
     init = [r for r in rows if r["phase"] == "init"]
     assert len(init) == 2 and all("loss/recon" in r and "loss/content" not in r for r in init)
     config = json.loads((runs["straight"] / "config.json").read_text())["config"]
     assert config["weights"]["structure"] == 200.0 and config["weights"]["surface"] == 0.1
+    assert config["weights"]["ink"] == 50.0 and config["weights"]["color"] == 10.0
     assert config["augment"] == "translation,cutout"
     assert (runs["straight"] / "samples" / "final.png").is_file()
 
@@ -115,7 +116,7 @@ def test_paper_preset_and_cartoon_set(tmp_path):
 
     cfg = resolve_config(overrides={"model": "whitebox", "preset": "paper", "out": str(tmp_path / "r")})
     assert cfg.weights == {"surface": 1.0, "texture": 10.0, "structure": 2000.0, "content": 2000.0, "tv": 1e4, "recon": 1.0,
-                           "color": 0.0}
+                           "color": 0.0, "ink": 0.0}
     assert cfg.batch_size == 16 and cfg.lr_g == 2e-4
     # a dedicated cartoon set that the dataset lacks: one clear error naming the set
     ds = build_tiny_dataset(tmp_path / "dataset", size=40, with_smooth=False)

@@ -33,6 +33,7 @@ from torch import nn
 
 from .. import losses as L
 from ..augment import augment
+from ..ink import ink_loss, ink_target
 from ..palette import fit_for
 from ...models.guided_filter import guided_filter
 from ...models.registry import build_generator
@@ -44,12 +45,16 @@ from .base import Phase, Recipe, Update
 # Weight names: users may override entries (`--weight NAME=VALUE`), never add names.
 # `color` (0 in both presets, not in the paper): AnimeGAN's YUV colour loss against the photo, an anchor
 # for short runs in which the discriminators' pull otherwise drifts the colours (the demo uses it).
-RELEASED_WEIGHTS = {"surface": 0.1, "texture": 1.0, "structure": 200.0, "content": 200.0, "tv": 1e4, "recon": 1.0, "color": 0.0}
-PAPER_WEIGHTS = {"surface": 1.0, "texture": 10.0, "structure": 2000.0, "content": 2000.0, "tv": 1e4, "recon": 1.0, "color": 0.0}
+# `ink` (0 in both presets, not in the paper): the style's line contrast along the photo's strongest edges
+# (training/ink.py), the one term that says where outlines go.
+RELEASED_WEIGHTS = {"surface": 0.1, "texture": 1.0, "structure": 200.0, "content": 200.0, "tv": 1e4, "recon": 1.0, "color": 0.0, "ink": 0.0}
+PAPER_WEIGHTS = {"surface": 1.0, "texture": 10.0, "structure": 2000.0, "content": 2000.0, "tv": 1e4, "recon": 1.0, "color": 0.0, "ink": 0.0}
 # The default: the released weights plus the colour anchor at the style set's palette (training/palette.py).
 # Measured by bench/bench_style_learning.py (docs/benchmarks.md): without it the colours drift (a green-teal
-# cast on a warm look); with it the palette moves towards the style's and SSIM to the answer rises.
-ANCHORED_WEIGHTS = {**RELEASED_WEIGHTS, "color": 5.0}
+# cast on a warm look); with it the palette moves towards the style's and SSIM to the answer rises. With the ink
+# term lines appear along edges (warm look, 400 GAN steps: outline gap closed 0.17 against 0.01), and the anchor
+# doubled keeps the palette against it.
+ANCHORED_WEIGHTS = {**RELEASED_WEIGHTS, "color": 10.0, "ink": 50.0}
 PRESETS = {"anchored": ANCHORED_WEIGHTS, "released": RELEASED_WEIGHTS, "paper": PAPER_WEIGHTS}
 
 _REF_FEATURES = 32 * 32 * 512  # conv4_4 of a 256x256 crop
@@ -200,7 +205,8 @@ class WhiteboxRecipe(Recipe):
             }
 
         # Generator update of the GAN phase.
-        fake = self._fake(g, photo)
+        raw = g(photo)  # [N, 3, S, S] in about [-1, 1], before the guided filter
+        fake = guided_filter(raw, photo, *TRAIN_FILTER)
         vgg = nets["vgg"]
         terms = {
             "g_surface": w["surface"] * L.generator_adv_loss(
@@ -220,6 +226,11 @@ class WhiteboxRecipe(Recipe):
         terms["structure"] = w["structure"] * feature_l1(feat_sp, feat_fake)
         if w.get("color", 0.0) > 0:
             terms["color"] = w["color"] * L.color_loss(photo.float(), fake.float(), self.palette)
+        if w.get("ink", 0.0) > 0:
+            # On the raw output: the training filter (eps 1e-2) would halve a drawn line before the term saw it, and
+            # lines drawn to survive it come out of the weaker inference filter (eps 5e-3) as strokes (measured:
+            # outline gap 0.093 on the filtered output, 0.124 on the raw one, docs/benchmarks.md).
+            terms["ink"] = w["ink"] * ink_loss(raw, photo, ink_target(photo, batch[self.cartoon_set]))
         if self.config.temporal_weight > 0:
             terms["temporal"] = self.config.temporal_weight * L.shift_consistency_loss(
                 lambda x: self._fake(g, x), photo, fake)

@@ -1,0 +1,113 @@
+"""The ink term: outlines along the photo's strongest edges, as much ink as the style set shows.
+
+What the known-answer benchmark found (docs/benchmarks.md, issue #18): at CPU scale the unpaired losses never
+lead a generator to draw a style's outlines, although the same generator draws them within minutes when it is
+told the answer. The discriminators see patches; a patch with dense dark strokes is "cartoon" to them wherever
+the strokes lie, so the generator lays strokes as a texture (grids, ripples) or, with the colour anchor, none
+at all. Nothing in the losses says where a cartoon's lines go.
+
+This term says it, with no knowledge of how a style draws its lines beyond what its images show:
+- "ink" is the morphological black-hat of the luma (closing minus image, a `INK_KERNEL` square): how much
+  darker a pixel is than its surroundings once thin dark structures are filled in. A flat region or a step
+  edge has none; a drawn line has its contrast.
+- the style batch gives the distribution of ink values (sorted: its quantile function), the photo batch gives
+  the photo's edge strength (gradient magnitude of the lightly blurred luma) per pixel;
+- the target puts the style's ink on the photo's pixels in the order of their edge strength (the monotone,
+  one-dimensional optimal transport between the two distributions): the strongest edges get the darkest
+  lines, a style with a tenth of its pixels inked inks a tenth of the photo, a style without lines asks for
+  none, and everything the photo inks that is not an edge (a dark texture, a ripple) is asked to go.
+The generator's output is held to that target by an L1 on its own ink. Sharpness, width and darkness of the
+lines therefore follow the style set; their position follows the photo.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .losses import fp32
+
+INK_KERNEL = 5  # closes lines up to 4 px wide at the training crop's scale
+EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine texture are not "edges"
+# Ink where the target has none costs half of ink missing where it asks for some. At 1 (a plain L1) the generator
+# meets the term by blurring away every dark detail (outline gap 0.12 at weight 50); at 0.2 it fills the photo
+# with a maze of strokes; 0.5 draws lines along edges (0.20, the cleanest picture; docs/benchmarks.md).
+STRAY_INK = 0.5
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """`[N, 3, H, W]` RGB in [-1, 1] -> `[N, 1, H, W]` BT.601 luma in [-1, 1]."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
+
+
+def black_hat(y: torch.Tensor, k: int = INK_KERNEL) -> torch.Tensor:
+    """`[N, 1, H, W]` -> `[N, 1, H, W]` >= 0: closing (dilation then erosion, a k x k square, edges replicated)
+    minus `y`."""
+    p = k // 2
+    dilated = F.max_pool2d(F.pad(y, (p, p, p, p), mode="replicate"), k, stride=1)
+    closed = -F.max_pool2d(F.pad(-dilated, (p, p, p, p), mode="replicate"), k, stride=1)
+    return closed - y
+
+
+def _gaussian_blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-r, r + 1, dtype=y.dtype, device=y.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+
+
+def edge_strength(photo: torch.Tensor, sigma: float = EDGE_SIGMA) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[N, 3, H, W]` RGB in [-1, 1] -> (magnitude, ridge), each `[N, 1, H, W]`: the gradient magnitude (central
+    differences) of the blurred luma, and whether a pixel is its local maximum across the edge (Canny's non-maximum
+    suppression, the gradient direction in four bins), so that lines are one ridge wide, not the blur's width."""
+    y = F.pad(_gaussian_blur(luma(photo), sigma), (1, 1, 1, 1), mode="replicate")
+    gx = (y[:, :, 1:-1, 2:] - y[:, :, 1:-1, :-2]) / 2
+    gy = (y[:, :, 2:, 1:-1] - y[:, :, :-2, 1:-1]) / 2
+    mag = torch.sqrt(gx * gx + gy * gy)
+    m = F.pad(mag, (1, 1, 1, 1), mode="replicate")
+    h, w = mag.shape[-2:]
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return m[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+
+    # direction bin of the gradient (across the edge): 0 horizontal, 1 diagonal /, 2 vertical, 3 diagonal \
+    angle = torch.remainder(torch.atan2(gy, gx), torch.pi)
+    bins = torch.remainder(torch.round(angle / (torch.pi / 4)), 4)
+    neighbours = ((at(0, 1), at(0, -1)), (at(1, 1), at(-1, -1)), (at(1, 0), at(-1, 0)), (at(1, -1), at(-1, 1)))
+    ridge = torch.zeros_like(mag, dtype=torch.bool)
+    for k, (a, b) in enumerate(neighbours):
+        ridge |= (bins == k) & (mag >= a) & (mag >= b)
+    return mag, ridge & (mag > 0)
+
+
+@torch.no_grad()
+@fp32
+def ink_target(photo: torch.Tensor, cartoon: torch.Tensor) -> torch.Tensor:
+    """The ink each photo pixel should carry. `photo` `[N, 3, H, W]` and `cartoon` `[M, 3, h, w]` RGB in [-1, 1] ->
+    `[N, 1, H, W]` >= 0: the cartoons' ink values, sorted, assigned to the photo's pixels in the order of their
+    edge strength (ties broken by position; the two batches may differ in size)."""
+    ink = black_hat(luma(cartoon)).flatten().sort().values
+    mag, ridge = edge_strength(photo)
+    e = mag + ridge * (mag.max() + 1)  # every ridge pixel before every other, each group by magnitude
+    order = e.flatten().argsort()
+    n = order.numel()
+    # pixel of rank i (weakest edge first) gets the cartoon quantile i / (n - 1)
+    idx = torch.linspace(0, ink.numel() - 1, n, device=ink.device).round().long()
+    target = torch.empty(n, dtype=ink.dtype, device=ink.device)
+    target[order] = ink[idx]
+    return target.view_as(e)
+
+
+@fp32
+def ink_loss(fake: torch.Tensor, photo: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The ink of `fake` (G(`photo`), both `[N, 3, H, W]` RGB in [-1, 1]) against `target` (`ink_target`,
+    `[N, 1, H, W]`): per pixel, the ink missing below the target plus `STRAY_INK` times the ink above both the
+    target and the photo's own ink (a dark detail of the photo, an eye or a window frame, may stay)."""
+    ink = black_hat(luma(fake))
+    with torch.no_grad():
+        allowed = torch.maximum(target, black_hat(luma(photo)))
+    return (F.relu(target - ink) + STRAY_INK * F.relu(ink - allowed)).mean()
