@@ -11,13 +11,16 @@ This term says it, with no knowledge of how a style draws its lines beyond what 
   darker a pixel is than its surroundings once thin dark structures are filled in. A flat region or a step
   edge has none; a drawn line has its contrast.
 - the style batch gives the distribution of ink values (sorted: its quantile function), the photo batch gives
-  the photo's edge strength (gradient magnitude of the lightly blurred luma) per pixel;
+  the photo's edge strength per pixel (gradient magnitude of the lightly blurred luma; ridge pixels, Canny's
+  non-maximum suppression, rank first, so a line is one ridge wide and not the blur's width);
 - the target puts the style's ink on the photo's pixels in the order of their edge strength (the monotone,
   one-dimensional optimal transport between the two distributions): the strongest edges get the darkest
   lines, a style with a tenth of its pixels inked inks a tenth of the photo, a style without lines asks for
-  none, and everything the photo inks that is not an edge (a dark texture, a ripple) is asked to go.
-The generator's output is held to that target by an L1 on its own ink. Sharpness, width and darkness of the
-lines therefore follow the style set; their position follows the photo.
+  none.
+The generator's raw output pays for ink missing below the target, and `STRAY_INK` as much for ink above both the
+target and the photo's own ink: dark details of the photo (an eye, a window frame) may stay, a stroke the photo
+does not have and the target does not ask for may not. Sharpness, width and darkness of the lines follow the
+style set; their position follows the photo.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from .losses import fp32
 
 INK_KERNEL = 5  # closes lines up to 4 px wide at the training crop's scale
 EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine texture are not "edges"
-# Ink where the target has none costs half of ink missing where it asks for some. At 1 (a plain L1) the generator
-# meets the term by blurring away every dark detail (outline gap 0.12 at weight 50); at 0.2 it fills the photo
-# with a maze of strokes; 0.5 draws lines along edges (0.20, the cleanest picture; docs/benchmarks.md).
+# Stray ink (above both the target and the photo's own ink) costs half of ink missing where the target asks for it.
+# Measured on the benchmark's warm look (docs/benchmarks.md, twelfth session): charged in full, and everywhere, the
+# generator met the term by blurring away every dark detail (outline gap 0.12 at weight 50); at 0.2 it filled the
+# photo with a maze of strokes; 0.5 draws lines along edges (0.20), and sparing the photo's own ink keeps it sharp.
 STRAY_INK = 0.5
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -89,7 +93,7 @@ def edge_strength(photo: torch.Tensor, sigma: float = EDGE_SIGMA) -> tuple[torch
 def ink_target(photo: torch.Tensor, cartoon: torch.Tensor) -> torch.Tensor:
     """The ink each photo pixel should carry. `photo` `[N, 3, H, W]` and `cartoon` `[M, 3, h, w]` RGB in [-1, 1] ->
     `[N, 1, H, W]` >= 0: the cartoons' ink values, sorted, assigned to the photo's pixels in the order of their
-    edge strength (ties broken by position; the two batches may differ in size)."""
+    edge strength (the two batches may differ in size)."""
     ink = black_hat(luma(cartoon)).flatten().sort().values
     mag, ridge = edge_strength(photo)
     e = mag + ridge * (mag.max() + 1)  # every ridge pixel before every other, each group by magnitude
