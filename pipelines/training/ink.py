@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .losses import fp32
+from .losses import fp32, luma
 
 INK_KERNEL = 5  # closes lines up to 4 px wide at the training crop's scale
 EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine texture are not "edges"
@@ -37,13 +37,6 @@ EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine 
 # generator met the term by blurring away every dark detail (outline gap 0.12 at weight 50); at 0.2 it filled the
 # photo with a maze of strokes; 0.5 draws lines along edges (0.20), and sparing the photo's own ink keeps it sharp.
 STRAY_INK = 0.5
-_LUMA = (0.299, 0.587, 0.114)
-
-
-def luma(x: torch.Tensor) -> torch.Tensor:
-    """`[N, 3, H, W]` RGB in [-1, 1] -> `[N, 1, H, W]` BT.601 luma in [-1, 1]."""
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    return _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
 
 
 def black_hat(y: torch.Tensor, k: int = INK_KERNEL) -> torch.Tensor:

@@ -55,15 +55,19 @@ def rgb_to_yuv(rgb01: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", m, rgb01)
 
 
-def to_gray3(x: torch.Tensor) -> torch.Tensor:
-    """`[N, 3, H, W]` RGB in [-1, 1] -> its luma replicated to 3 channels, still in [-1, 1].
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """`[N, 3, H, W]` RGB in [-1, 1] -> `[N, 1, H, W]` luma, still in [-1, 1].
 
     Same weights as OpenCV's RGB->GRAY; the map is affine with weights summing to 1, so applying it
     in [-1, 1] equals converting in [0, 1] and mapping back.
     """
     r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    gray = _GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b
-    return gray.expand(-1, 3, -1, -1).contiguous()
+    return _GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b
+
+
+def to_gray3(x: torch.Tensor) -> torch.Tensor:
+    """`[N, 3, H, W]` RGB in [-1, 1] -> its luma (`luma`) replicated to 3 channels, still in [-1, 1]."""
+    return luma(x).expand(-1, 3, -1, -1).contiguous()
 
 
 @fp32

@@ -171,10 +171,13 @@ class WhiteboxRecipe(Recipe):
         return row
 
     # -- losses -----------------------------------------------------------------------------------
+    def _outputs(self, generator: nn.Module, photo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # (raw, fake), each [N, 3, S, S] in about [-1, 1]: G(photo), and it filtered with the photo as guide (training setting)
+        raw = generator(photo)
+        return raw, guided_filter(raw, photo, *TRAIN_FILTER)
+
     def _fake(self, generator: nn.Module, photo: torch.Tensor) -> torch.Tensor:
-        # [N, 3, S, S] in [-1, 1]: the raw output filtered with the photo as guide (training setting)
-        r, eps = TRAIN_FILTER
-        return guided_filter(generator(photo), photo, r, eps)
+        return self._outputs(generator, photo)[1]
 
     def losses(self, phase: str, update: Update, nets: Mapping[str, nn.Module],
                batch: Mapping[str, torch.Tensor], ctx: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -205,8 +208,7 @@ class WhiteboxRecipe(Recipe):
             }
 
         # Generator update of the GAN phase.
-        raw = g(photo)  # [N, 3, S, S] in about [-1, 1], before the guided filter
-        fake = guided_filter(raw, photo, *TRAIN_FILTER)
+        raw, fake = self._outputs(g, photo)
         vgg = nets["vgg"]
         terms = {
             "g_surface": w["surface"] * L.generator_adv_loss(
