@@ -230,8 +230,8 @@ class WhiteboxRecipe(Recipe):
             terms["color"] = w["color"] * L.color_loss(photo.float(), fake.float(), self.palette)
         if w.get("ink", 0.0) > 0:
             # On the raw output: the training filter (eps 1e-2) would halve a drawn line before the term saw it, and
-            # lines drawn to survive it come out of the weaker inference filter (eps 5e-3) as strokes (measured:
-            # outline gap 0.093 on the filtered output, 0.124 on the raw one, docs/benchmarks.md).
+            # the one used at inference (eps 5e-3) is weaker. Measured at ink 30 (docs/benchmarks.md, twelfth
+            # session): outline gap 0.124 with the term on the raw output against 0.093 on the filtered one.
             terms["ink"] = w["ink"] * ink_loss(raw, photo, ink_target(photo, batch[self.cartoon_set]))
         if self.config.temporal_weight > 0:
             terms["temporal"] = self.config.temporal_weight * L.shift_consistency_loss(
