@@ -8,7 +8,7 @@ import typer
 
 from .console import RichReporter, out_console, run
 
-DEMO_STEPS = 600  # pipelines.demo.DemoOptions.steps (not imported here: the CLI starts without torch)
+DEMO_STEPS = 1300  # pipelines.demo.DemoOptions.steps (not imported here: the CLI starts without torch)
 
 
 def demo(

@@ -16,9 +16,10 @@
 
 Why White-box for a few CPU minutes: its U-Net has full-resolution skips, so it reconstructs a photo
 within ~100 steps (AnimeGANv2's encoder-decoder needs thousands), and every later step can move towards
-the style. The colour anchor grades each photo to the style set's colour statistics (training/palette.py),
-so the palette is learned in minutes; the ink term (training/ink.py) draws the style's lines along the photo's
-edges; flat regions come from the discriminators and the structure loss.
+the style. Its init phase (most of the demo's steps: they are cheap) reconstructs each photo graded to the style
+set's colour statistics (training/palette.py) with the style's lines drawn along its edges (training/ink.py), so
+palette and outlines are learned within minutes; the GAN phase then flattens regions (discriminators, structure
+loss) and keeps both anchors.
 
 Every stage is one of the real commands' pipelines, so a second `demo` run over the same folder
 resumes: frames, smoothing, imports and stylized images that are done are skipped, and training
@@ -55,6 +56,10 @@ SHOT_SECONDS = 1.0
 FRAME_EVERY = 0.5  # seconds between extracted frames: two per shot
 
 MODEL = "whitebox"
+# Share of the steps spent in the init phase. Its steps are cheap (no discriminators, no VGG: ~0.07 s against ~0.27 s
+# for a GAN step at 64 px on 2 cores) and, with the anchored preset, already learn the palette and the style's lines
+# (training/ink.py); the GAN phase then flattens and refines. Measured, docs/benchmarks.md (thirteenth session).
+INIT_SHARE = 1000 / 1300
 # The White-box recipe's defaults (preset "anchored"), with a reconstruction phase sized for the demo.
 WEIGHTS: dict[str, float] = {}
 
@@ -62,8 +67,8 @@ WEIGHTS: dict[str, float] = {}
 @dataclass
 class DemoOptions:
     out: Path = Path("animegan-demo")
-    steps: int = 600  # generator steps, both phases
-    init_steps: int = 100  # reconstruction steps, rounded to whole epochs of the demo's data
+    steps: int = 1300  # generator steps, both phases
+    init_steps: int | None = None  # reconstruction steps (None: INIT_SHARE of `steps`), rounded to whole epochs
     image_size: int = 64
     batch_size: int = 4
     device: str = "auto"
@@ -144,10 +149,11 @@ def run_demo(options: DemoOptions, reporter: Reporter) -> DemoResult:
         else:
             reporter.info(f"VGG19 ImageNet weights found in torch's cache ({imagenet_weights_path()}): the demo uses them")
     frames = len(Dataset.open(kas.dataset).manifest.records("style"))
+    init_steps = options.init_steps if options.init_steps is not None else round(INIT_SHARE * options.steps)
     steps_per_epoch = max(1, max(frames, len(kas.photo_names)) // options.batch_size)
     overrides = dict(
         dataset=str(kas.dataset), out=str(run_dir), model=MODEL, max_steps=options.steps, weights=dict(WEIGHTS),
-        init_epochs=max(1, round(options.init_steps / steps_per_epoch)), epochs=10_000,  # --steps decides the length
+        init_epochs=max(1, round(init_steps / steps_per_epoch)), epochs=10_000,  # --steps decides the length
         image_size=options.image_size, batch_size=options.batch_size,
         device=options.device, seed=options.seed, vgg_weights=vgg, workers=0, checkpoint_every=100,
     )

@@ -17,7 +17,7 @@ from pipelines.fileio import read_image
 
 
 def test_demo_learns_its_own_look_on_photos_it_never_saw(tmp_path):
-    """240 steps at 48 px (the demo runs 600 at 64): every stage runs, the held-out quarters keep their structure
+    """240 steps at 48 px (the demo runs 1300 at 64): every stage runs, the held-out quarters keep their structure
     and every output moves towards its known answer (the look applied to it) in colour and structure."""
     out = tmp_path / "demo"
     res = CliRunner().invoke(app, ["demo", "--out", str(out), "--steps", "240", "--image-size", "48",

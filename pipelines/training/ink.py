@@ -10,25 +10,35 @@ This term says it, with no knowledge of how a style draws its lines beyond what 
 - "ink" is the morphological black-hat of the luma (closing minus image, a `INK_KERNEL` square): how much
   darker a pixel is than its surroundings once thin dark structures are filled in. A flat region or a step
   edge has none; a drawn line has its contrast.
-- the style batch gives the distribution of ink values (sorted: its quantile function), the photo batch gives
-  the photo's edge strength per pixel (gradient magnitude of the lightly blurred luma; ridge pixels, Canny's
-  non-maximum suppression, rank first, so a line is one ridge wide and not the blur's width);
-- the target puts the style's ink on the photo's pixels in the order of their edge strength (the monotone,
-  one-dimensional optimal transport between the two distributions): the strongest edges get the darkest
-  lines, a style with a tenth of its pixels inked inks a tenth of the photo, a style without lines asks for
-  none.
+- the style set gives the distribution of ink values (its quantile function), the photo set the distribution of
+  edge scores (gradient magnitude of the lightly blurred luma; ridge pixels, Canny's non-maximum suppression,
+  rank first, so a line is one ridge wide and not the blur's width);
+- the target (`InkMap`, fitted once per run) puts the style's ink on the photo's pixels in the order of their edge
+  score (the monotone, one-dimensional optimal transport between the two distributions): the strongest edges
+  get the darkest lines, a style with a tenth of its pixels inked inks a tenth of the photo, a style without
+  lines asks for none.
 The generator's raw output pays for ink missing below the target, and `STRAY_INK` as much for ink above both the
 target and the photo's own ink: dark details of the photo (an eye, a window frame) may stay, a stroke the photo
 does not have and the target does not ask for may not. Sharpness, width and darkness of the lines follow the
 style set; their position follows the photo.
+
+White-box's init phase reconstructs the photo with the target drawn in (`draw_ink`, on the palette-graded photo)
+and pays the same term, so the GAN phase starts from a generator that already draws lines: within the demo's
+minutes the GAN phase alone does not get there (docs/benchmarks.md, thirteenth session).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..fileio import read_image
 from .losses import fp32, luma
+from .palette import STAT_IMAGES
 
 INK_KERNEL = 5  # closes lines up to 4 px wide at the training crop's scale
 EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine texture are not "edges"
@@ -37,6 +47,8 @@ EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine 
 # generator met the term by blurring away every dark detail (outline gap 0.12 at weight 50); at 0.2 it filled the
 # photo with a maze of strokes; 0.5 draws lines along edges (0.20), and sparing the photo's own ink keeps it sharp.
 STRAY_INK = 0.5
+QUANTILES = 1024  # rows of the InkMap's tables
+RIDGE_RANK = 10.0  # added to a ridge pixel's edge score; gradient magnitudes of the luma in [-1, 1] stay below 2
 
 
 def black_hat(y: torch.Tensor, k: int = INK_KERNEL) -> torch.Tensor:
@@ -81,27 +93,77 @@ def edge_strength(photo: torch.Tensor, sigma: float = EDGE_SIGMA) -> tuple[torch
     return mag, ridge & (mag > 0)
 
 
-@torch.no_grad()
-@fp32
-def ink_target(photo: torch.Tensor, cartoon: torch.Tensor) -> torch.Tensor:
-    """The ink each photo pixel should carry. `photo` `[N, 3, H, W]` and `cartoon` `[M, 3, h, w]` RGB in [-1, 1] ->
-    `[N, 1, H, W]` >= 0: the cartoons' ink values, sorted, assigned to the photo's pixels in the order of their
-    edge strength (the two batches may differ in size)."""
-    ink = black_hat(luma(cartoon)).flatten().sort().values
+def edge_score(photo: torch.Tensor) -> torch.Tensor:
+    """`[N, 3, H, W]` RGB in [-1, 1] -> `[N, 1, H, W]`: the gradient magnitude, plus `RIDGE_RANK` on ridge pixels so that
+    every ridge pixel ranks above every other (a line is one ridge wide, not the blur's width)."""
     mag, ridge = edge_strength(photo)
-    e = mag + ridge * (mag.max() + 1)  # every ridge pixel before every other, each group by magnitude
-    order = e.flatten().argsort()
-    n = order.numel()
-    # pixel of rank i (weakest edge first) gets the cartoon quantile i / (n - 1)
-    idx = torch.linspace(0, ink.numel() - 1, n, device=ink.device).round().long()
-    target = torch.empty(n, dtype=ink.dtype, device=ink.device)
-    target[order] = ink[idx]
-    return target.view_as(e)
+    return mag + ridge * RIDGE_RANK
+
+
+class InkMap:
+    """The ink each photo pixel should carry: a fixed monotone map from a pixel's edge score to an ink value, fitted
+    once so that the photo set's distribution of edge scores lands on the style set's distribution of ink (the
+    one-dimensional optimal transport between the two, as quantile tables).
+
+    Fitted on whole images at their own scale (training crops are cut at native scale), so the same pixel gets the same
+    target at every step. An earlier target re-ranked each batch against the current style batch: with a sparse style
+    a pixel was inked in some steps and not in others, and a generator that regresses to it learns the median, no line
+    (docs/benchmarks.md, thirteenth session)."""
+
+    def __init__(self, scores: torch.Tensor, ink: torch.Tensor):
+        # `[QUANTILES]` each, ascending: quantile q of the photos' edge scores and of the cartoons' ink
+        self.scores = scores.float() + torch.arange(scores.numel()) * 1e-7  # strictly increasing, for the lookup
+        self.ink = ink.float()
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def fit(cls, photos: Sequence[Path], style: Sequence[Path], limit: int = STAT_IMAGES) -> "InkMap":
+        if not photos or not style:
+            raise ValueError("no images to measure")
+
+        def values(paths: Sequence[Path], fn) -> torch.Tensor:
+            idx = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), limit)).round().astype(int))
+            out = []
+            for i in idx:
+                rgb = torch.from_numpy(read_image(paths[i])).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W]
+                out.append(fn(rgb).flatten())
+            v = torch.cat(out).double().sort().values
+            return v[(torch.linspace(0, 1, QUANTILES, dtype=torch.float64) * (v.numel() - 1)).round().long()]
+
+        return cls(values(photos, edge_score), values(style, lambda x: black_hat(luma(x))))
+
+    @torch.no_grad()
+    @fp32
+    def __call__(self, photo: torch.Tensor) -> torch.Tensor:
+        """`[N, 3, H, W]` RGB in [-1, 1] -> `[N, 1, H, W]` >= 0, linear between the table's quantiles."""
+        on = self._on.get(photo.device)
+        if on is None:
+            on = self._on[photo.device] = (self.scores.to(photo.device), self.ink.to(photo.device))
+        xs, ys = on
+        score = edge_score(photo)
+        flat = score.flatten().contiguous()
+        i = torch.searchsorted(xs, flat).clamp(1, xs.numel() - 1)
+        w = ((flat - xs[i - 1]) / (xs[i] - xs[i - 1])).clamp(0, 1)
+        return (ys[i - 1] + w * (ys[i] - ys[i - 1])).view_as(score)
+
+    def describe(self) -> str:
+        """One line: the share of pixels the map inks (target above 0.3, about a fifth of the luma range)."""
+        share = float((self.ink > 0.3).double().mean())
+        return f"ink above 0.3 on {100 * share:.0f} % of pixels, on the photos' strongest edges"
+
+
+@torch.no_grad()
+def draw_ink(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`image` `[N, 3, H, W]` RGB in [-1, 1] with `target` (`[N, 1, H, W]`, an `InkMap` output) drawn in: each pixel's
+    luma lowered, all channels alike, until its ink (black-hat) is at least the target's; `[N, 3, H, W]` in [-1, 1]."""
+    y = luma(image)
+    lowered = torch.minimum(y, y + black_hat(y) - target)  # closing minus target
+    return (image - (y - lowered)).clamp(-1, 1)
 
 
 @fp32
 def ink_loss(fake: torch.Tensor, photo: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The ink of `fake` (G(`photo`), both `[N, 3, H, W]` RGB in [-1, 1]) against `target` (`ink_target`,
+    """The ink of `fake` (G(`photo`), both `[N, 3, H, W]` RGB in [-1, 1]) against `target` (`InkMap`,
     `[N, 1, H, W]`): per pixel, the ink missing below the target plus `STRAY_INK` times the ink above both the
     target and the photo's own ink (a dark detail of the photo, an eye or a window frame, may stay)."""
     ink = black_hat(luma(fake))

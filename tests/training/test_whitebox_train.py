@@ -58,6 +58,7 @@ def test_trains_both_phases_and_reports_structure_cost(runs):
     assert gan[-1]["structure/cpu_s_per_image"] > 0
     init = [r for r in rows if r["phase"] == "init"]
     assert len(init) == 2 and all("loss/recon" in r and "loss/content" not in r for r in init)
+    assert all("loss/ink" in r for r in init)  # the anchored preset draws its lines from the init phase on
     config = json.loads((runs["straight"] / "config.json").read_text())["config"]
     assert config["weights"]["structure"] == 200.0 and config["weights"]["surface"] == 0.1
     assert config["weights"]["ink"] == 50.0 and config["weights"]["color"] == 10.0
@@ -123,3 +124,26 @@ def test_paper_preset_and_cartoon_set(tmp_path):
     res = CliRunner().invoke(app, ["train", str(ds.root), "--out", str(tmp_path / "r2"), *FAST, "--cartoon-set", "cartoon"])
     assert res.exit_code != 0
     assert "cartoon" in res.output
+
+
+def test_init_phase_reconstructs_what_the_anchors_ask_for():
+    # anchored: the photo at the style's palette with the style's ink drawn in; released: the photo itself.
+    from types import SimpleNamespace
+
+    from pipelines.training.ink import draw_ink
+    from pipelines.training.palette import PaletteMap
+    from pipelines.training.recipes.whitebox import ANCHORED_WEIGHTS, RELEASED_WEIGHTS, WhiteboxRecipe
+
+    g = torch.Generator().manual_seed(0)
+    photo = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    ink = torch.zeros(2, 1, 16, 16)
+    ink[..., 5] = 0.5
+    warmer = PaletteMap(np.eye(3), np.array([0.0, 5.0, 20.0]))  # CIELAB b* +20: yellower
+    recipe = WhiteboxRecipe.__new__(WhiteboxRecipe)
+    recipe.palette = warmer
+    recipe.config = SimpleNamespace(weights=dict(ANCHORED_WEIGHTS))
+    expected = draw_ink(warmer((photo + 1) * 0.5) * 2 - 1, ink)
+    assert torch.allclose(recipe._init_target(photo, ink), expected)
+    assert recipe._init_target(photo, ink)[:, 2].mean() < photo[:, 2].mean()  # less blue: the palette applied
+    recipe.config = SimpleNamespace(weights=dict(RELEASED_WEIGHTS))
+    assert torch.equal(recipe._init_target(photo, None), photo)

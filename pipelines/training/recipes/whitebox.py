@@ -33,7 +33,7 @@ from torch import nn
 
 from .. import losses as L
 from ..augment import augment
-from ..ink import ink_loss, ink_target
+from ..ink import InkMap, draw_ink, ink_loss
 from ..palette import fit_for
 from ...models.guided_filter import guided_filter
 from ...models.registry import build_generator
@@ -146,9 +146,23 @@ class WhiteboxRecipe(Recipe):
             return inference_postprocess(photos, generator(photos)).clamp(-1, 1)
 
     palette = None  # the colour anchor's map (fit_data)
+    ink_map: InkMap | None = None  # the ink term's target (fit_data), when its weight is not 0
 
     def fit_data(self, groups, log) -> None:
         self.palette = fit_for(self.config, groups, "photo", self.cartoon_set, log)
+        if self.config.weights.get("ink", 0.0) > 0:
+            files = {s: f for g in groups for s, f in g.files.items()}
+            self.ink_map = InkMap.fit(files["photo"], files[self.cartoon_set])
+            log(f"ink target: the '{self.cartoon_set}' set's line contrast ({self.ink_map.describe()})")
+
+    @torch.no_grad()
+    def _init_target(self, photo: torch.Tensor, ink: torch.Tensor | None) -> torch.Tensor:
+        # What the GAN phase's anchors ask for: the photo at the style's palette (colour weight > 0) with the style's
+        # ink drawn along its edges (ink weight > 0); the photo itself in the released and paper presets.
+        target = photo.float()
+        if self.palette is not None and self.config.weights.get("color", 0.0) > 0:
+            target = self.palette((target + 1) * 0.5) * 2 - 1
+        return target if ink is None else draw_ink(target, ink)
 
     # -- structure pool ---------------------------------------------------------------------------
     def _get_pool(self, device: torch.device) -> StructurePool:
@@ -187,8 +201,16 @@ class WhiteboxRecipe(Recipe):
         g = nets["generator"]
 
         if phase == "init":
-            # Reconstruction pretraining on the raw output, as in the released code.
-            return {"recon": w["recon"] * F.l1_loss(g(photo).float(), photo.float())}
+            # Reconstruction pretraining on the raw output, as in the released code, of the photo with the anchors'
+            # palette and lines (`_init_target`). With the ink term here too, lines are drawn within the init phase's
+            # cheap steps (demo: outline gap 0.26 after 1000 init + 300 GAN steps, against 0.00 when only the GAN
+            # phase had the term; docs/benchmarks.md, thirteenth session); L1 alone learns thin lines very slowly.
+            ink = self.ink_map(photo) if self.ink_map is not None else None  # [N, 1, S, S] >= 0
+            raw = g(photo).float()
+            terms = {"recon": w["recon"] * F.l1_loss(raw, self._init_target(photo, ink))}
+            if ink is not None:
+                terms["ink"] = w["ink"] * ink_loss(raw, photo, ink)
+            return terms
 
         cartoon = batch[self.cartoon_set]
         if update.optimizer == "d":
@@ -228,11 +250,11 @@ class WhiteboxRecipe(Recipe):
         terms["structure"] = w["structure"] * feature_l1(feat_sp, feat_fake)
         if w.get("color", 0.0) > 0:
             terms["color"] = w["color"] * L.color_loss(photo.float(), fake.float(), self.palette)
-        if w.get("ink", 0.0) > 0:
+        if self.ink_map is not None:
             # On the raw output: the training filter (eps 1e-2) would halve a drawn line before the term saw it, and
             # the one used at inference (eps 5e-3) is weaker. Measured at ink 30 (docs/benchmarks.md, twelfth
             # session): outline gap 0.124 with the term on the raw output against 0.093 on the filtered one.
-            terms["ink"] = w["ink"] * ink_loss(raw, photo, ink_target(photo, batch[self.cartoon_set]))
+            terms["ink"] = w["ink"] * ink_loss(raw, photo, self.ink_map(photo))
         if self.config.temporal_weight > 0:
             terms["temporal"] = self.config.temporal_weight * L.shift_consistency_loss(
                 lambda x: self._fake(g, x), photo, fake)
