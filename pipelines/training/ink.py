@@ -32,13 +32,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..fileio import read_image
 from .losses import fp32, luma
-from .palette import STAT_IMAGES
+from .palette import evenly_spaced
 
 INK_KERNEL = 5  # closes lines up to 4 px wide at the training crop's scale
 EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine texture are not "edges"
@@ -48,6 +47,8 @@ EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine 
 # photo with a maze of strokes; 0.5 draws lines along edges (0.20), and sparing the photo's own ink keeps it sharp.
 STRAY_INK = 0.5
 QUANTILES = 1024  # rows of the InkMap's tables
+FIT_IMAGES = 64  # images of each set the InkMap is fitted on, evenly spaced over the set
+FIT_PIXELS = 65536  # at most about this many pixels of each (whole images at native scale; film frames are large)
 RIDGE_RANK = 10.0  # added to a ridge pixel's edge score; gradient magnitudes of the luma in [-1, 1] stay below 2
 
 
@@ -117,16 +118,13 @@ class InkMap:
         self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def fit(cls, photos: Sequence[Path], style: Sequence[Path], limit: int = STAT_IMAGES) -> "InkMap":
-        if not photos or not style:
-            raise ValueError("no images to measure")
-
+    def fit(cls, photos: Sequence[Path], style: Sequence[Path], limit: int = FIT_IMAGES) -> "InkMap":
         def values(paths: Sequence[Path], fn) -> torch.Tensor:
-            idx = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), limit)).round().astype(int))
             out = []
-            for i in idx:
-                rgb = torch.from_numpy(read_image(paths[i])).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W]
-                out.append(fn(rgb).flatten())
+            for path in evenly_spaced(paths, limit):
+                rgb = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W]
+                v = fn(rgb).flatten()
+                out.append(v[:: max(1, v.numel() // FIT_PIXELS)])  # a film frame's millions of pixels: a strided share
             v = torch.cat(out).double().sort().values
             return v[(torch.linspace(0, 1, QUANTILES, dtype=torch.float64) * (v.numel() - 1)).round().long()]
 

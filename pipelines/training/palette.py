@@ -56,14 +56,19 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055, 12.92 * lin).clamp(0, 1)
 
 
-def color_stats(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """(mean `[3]`, covariance `[3, 3]`) of the CIELAB pixels of up to STAT_IMAGES of `paths`."""
+def evenly_spaced(paths: Sequence[Path], limit: int) -> list[Path]:
+    """Up to `limit` of `paths`, evenly spaced over the list (the set's statistics without reading all of it)."""
     if not paths:
         raise ValueError("no images to measure")
-    idx = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), STAT_IMAGES)).round().astype(int))
+    idx = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), limit)).round().astype(int))
+    return [paths[i] for i in idx]
+
+
+def color_stats(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean `[3]`, covariance `[3, 3]`) of the CIELAB pixels of up to STAT_IMAGES of `paths`."""
     pixels = []
-    for i in idx:
-        rgb = read_image(paths[i])
+    for path in evenly_spaced(paths, STAT_IMAGES):
+        rgb = read_image(path)
         s = STAT_SIDE / min(rgb.shape[:2])
         if s < 1:
             rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
