@@ -159,13 +159,15 @@ class InferenceModel(nn.Module):
         self.postprocess = postprocess
 
     @classmethod
-    def for_architecture(cls, name: str, generator: nn.Module | None = None, **kwargs: Any) -> "InferenceModel":
-        """Wrap `generator` (or a freshly built one with `kwargs`) with the settings of `name`."""
+    def for_architecture(cls, name: str, generator: nn.Module | None = None, postprocess: bool = True,
+                         **kwargs: Any) -> "InferenceModel":
+        """Wrap `generator` (or a freshly built one with `kwargs`) with the settings of `name`; `postprocess` False
+        leaves out the architecture's post-process (a network trained to be used bare)."""
         arch = get_architecture(name)
         if generator is None:
             generator = build_generator(name, **kwargs)
         return cls(generator, arch=name, size_multiple=arch.size_multiple, min_size=arch.min_size,
-                   postprocess=arch.postprocess, edge_pad=arch.edge_pad)
+                   postprocess=arch.postprocess if postprocess else None, edge_pad=arch.edge_pad)
 
     def padded_size(self, h: int, w: int) -> tuple[int, int]:
         m = self.size_multiple

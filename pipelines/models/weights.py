@@ -56,8 +56,10 @@ class LoadedGenerator:
         return self.info["architecture"]
 
 
-def describe(arch: str, arch_kwargs: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The description stored beside (and inside) exported weights."""
+def describe(arch: str, arch_kwargs: dict[str, Any], meta: dict[str, Any] | None = None,
+             postprocess: bool = True) -> dict[str, Any]:
+    """The description stored beside (and inside) exported weights. `postprocess` False: the file's outputs are the
+    bare network's, without the architecture's post-process (recorded as null, and honoured by `load_generator`)."""
     a = get_architecture(arch)
     return {
         "format": FORMAT_NAME,
@@ -68,7 +70,7 @@ def describe(arch: str, arch_kwargs: dict[str, Any], meta: dict[str, Any] | None
         "input": dict(_COLORIZER_INPUT) if a.kind == "colorizer" else dict(_IO_LAYOUT),
         "output": dict(_IO_LAYOUT),
         "size_multiple": a.size_multiple,
-        "postprocess": a.postprocess_name,
+        "postprocess": a.postprocess_name if postprocess else None,
         "meta": dict(meta or {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "animegan_version": __version__,
@@ -80,16 +82,18 @@ def _bare(generator: nn.Module) -> nn.Module:
 
 
 def save_generator(generator: nn.Module, arch: str, arch_kwargs: dict[str, Any], out_dir: Path,
-                   meta: dict[str, Any] | None = None) -> Path:
+                   meta: dict[str, Any] | None = None, postprocess: bool = True) -> Path:
     """Write `out_dir/generator.safetensors` and `out_dir/generator.json`; returns the safetensors path.
 
     `generator` is the bare network (an `InferenceModel` is unwrapped). `meta` is free-form and
-    JSON-serialisable (training steps, style, dataset, ...). Both files are written atomically.
+    JSON-serialisable (training steps, style, dataset, ...). `postprocess`: whether inference applies the
+    architecture's post-process (White-box's guided filter) to this network's output. Both files are written
+    atomically.
     """
     from safetensors.torch import save
 
     out_dir = Path(out_dir)
-    desc = describe(arch, arch_kwargs, meta)
+    desc = describe(arch, arch_kwargs, meta, postprocess)
     text = json.dumps(desc, indent=1, sort_keys=False, default=str)
     # clone(): saved tensors must not share storage (safetensors refuses aliased tensors).
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone()
@@ -249,7 +253,9 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu", want: str
 
         model: nn.Module = ColorizerModel(generator)
     else:
-        model = InferenceModel.for_architecture(arch, generator)
+        # A description that says null: the network was trained to be used bare (White-box with the ink term: its
+        # guided filter would halve the lines it draws). Absent (older files, community files): the architecture's.
+        model = InferenceModel.for_architecture(arch, generator, postprocess=info.get("postprocess", "") is not None)
     model = model.to(device).eval()
     model.requires_grad_(False)
     return LoadedGenerator(model=model, info=info, source=source)
@@ -323,6 +329,8 @@ def _load_network(path: str | Path, want: str | None) -> tuple[nn.Module, str, d
         if arch not in all_architectures():
             raise InputError(source, f"unknown architecture {arch!r} (known: {', '.join(sorted(all_architectures()))})")
         kwargs = dict(info.get("arch_kwargs") or {})
+        if not isinstance(info.get("postprocess", ""), (str, type(None))):
+            raise InputError(source, f"the description's postprocess is {info.get('postprocess')!r}, not a name or null")
     else:
         arch = detect_architecture(sd)
         if arch is None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -148,6 +149,20 @@ class InkMap:
         """One line: the share of pixels the map inks (target above 0.3, about a fifth of the luma range)."""
         share = float((self.ink > 0.3).double().mean())
         return f"ink above 0.3 on {100 * share:.0f} % of pixels, on the photos' strongest edges"
+
+
+@torch.no_grad()
+def lift_ink(rgb: np.ndarray) -> np.ndarray:
+    """`[H, W, 3] uint8 RGB` -> the same with its ink lifted out: each pixel's luma raised, all channels alike, by its
+    black-hat (the inverse of `draw_ink`), so thin dark lines take their surroundings' lightness and keep their hue.
+
+    The colour anchor's palette is fitted on images passed through this when ink is drawn separately: fitted on the
+    style's pixels as they are, the palette already darkens by the style's lines, and the ink drawn on top darkens
+    again (held-out pastel look, target itself: colour 0.462 and a 16.5-level cast; with both sets' ink lifted
+    before the fit 0.575 and 8.1; docs/benchmarks.md, fourteenth session)."""
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W] in [-1, 1]
+    lifted = (x + black_hat(luma(x))).clamp(-1, 1)
+    return ((lifted[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
 
 
 @torch.no_grad()

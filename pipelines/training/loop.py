@@ -623,7 +623,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                 "step": step, "epochs": round(epochs_done, 3),
                 "image_size": config.image_size, "run": str(run_dir), "dataset_manifest_sha256": manifest_sha,
                 "ema": config.ema, **recipe.export_meta(),
-            })
+            }, postprocess=recipe.export_postprocess())
 
     if checkpoint is None:
         save(0)  # a run killed at any moment after this point can be resumed

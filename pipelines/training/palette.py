@@ -16,7 +16,7 @@ AnimeGAN's loss unchanged; `--color-target photo` keeps the reference loss.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -64,11 +64,17 @@ def evenly_spaced(paths: Sequence[Path], limit: int) -> list[Path]:
     return [paths[i] for i in idx]
 
 
-def color_stats(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """(mean `[3]`, covariance `[3, 3]`) of the CIELAB pixels of up to STAT_IMAGES of `paths`."""
+Prepare = Callable[[np.ndarray], np.ndarray]  # `[H, W, 3] uint8 RGB` -> the same, before the statistics
+
+
+def color_stats(paths: Sequence[Path], prepare: Prepare | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean `[3]`, covariance `[3, 3]`) of the CIELAB pixels of up to STAT_IMAGES of `paths`, each passed through
+    `prepare` first (at its own scale) when given."""
     pixels = []
     for path in evenly_spaced(paths, STAT_IMAGES):
         rgb = read_image(path)
+        if prepare is not None:
+            rgb = prepare(rgb)
         s = STAT_SIDE / min(rgb.shape[:2])
         if s < 1:
             rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s))),
@@ -104,8 +110,10 @@ class PaletteMap:
         self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def fit(cls, photos: Sequence[Path], style: Sequence[Path]) -> "PaletteMap":
-        return cls(*transfer_map(color_stats(photos), color_stats(style)))
+    def fit(cls, photos: Sequence[Path], style: Sequence[Path], prepare: Prepare | None = None) -> "PaletteMap":
+        """The map from the photos' colour statistics to the style's, both sets' images passed through `prepare`
+        first when given (the White-box recipe lifts the dark lines out of both: `ink.lift_ink`)."""
+        return cls(*transfer_map(color_stats(photos, prepare), color_stats(style, prepare)))
 
     @torch.no_grad()
     def __call__(self, rgb01: torch.Tensor) -> torch.Tensor:
@@ -127,14 +135,15 @@ class PaletteMap:
                 f"a* {grey[1]:+.1f}, b* {grey[2]:+.1f} at mid grey")
 
 
-def fit_for(config, groups, photo_set: str, style_set: str, log) -> PaletteMap | None:
+def fit_for(config, groups, photo_set: str, style_set: str, log, prepare: Prepare | None = None,
+            ) -> PaletteMap | None:
     """The anchor's map for a run (`config.color_target == "style"`) from the training files of
-    `photo_set` and `style_set` in `groups` (`batches.GroupFiles`, held-out photos already left out);
-    None for the reference loss. Logs the map in one line."""
+    `photo_set` and `style_set` in `groups` (`batches.GroupFiles`, held-out photos already left out), the images
+    passed through `prepare` first when given; None for the reference loss. Logs the map in one line."""
     if getattr(config, "color_target", "photo") != "style":
         return None
     files = {s: f for g in groups for s, f in g.files.items()}
-    palette = PaletteMap.fit(files[photo_set], files[style_set])
+    palette = PaletteMap.fit(files[photo_set], files[style_set], prepare)
     log(f"colour anchor: photos graded to the '{style_set}' set's colour statistics ({palette.describe()}); "
         f"--color-target photo anchors to the photos' own colours")
     return palette

@@ -63,6 +63,22 @@ def test_lone_exported_file_is_self_describing(tmp_path: Path):
     assert loaded.info["meta"]["style"] == "paprika"
 
 
+def test_the_file_says_whether_the_post_process_applies(tmp_path: Path):
+    # White-box trained with the ink term is exported bare (its guided filter would blur the lines it draws); files
+    # that say nothing (older exports, community files) get the architecture's post-process.
+    gen = build_generator("whitebox").eval()
+    with_filter = load_generator(save_generator(gen, "whitebox", {}, tmp_path / "a"))
+    bare = load_generator(save_generator(gen, "whitebox", {}, tmp_path / "b", postprocess=False))
+    assert with_filter.info["postprocess"].startswith("guided_filter") and with_filter.model.postprocess is not None
+    assert bare.info["postprocess"] is None and bare.model.postprocess is None
+    old = tmp_path / "old.safetensors"
+    save_file(gen.state_dict(), str(old))  # no description at all
+    assert load_generator(old).model.postprocess is not None
+    x = torch.rand(1, 3, 32, 40) * 2 - 1
+    with torch.no_grad():
+        assert not torch.allclose(with_filter.model(x), bare.model(x), atol=1e-3)
+
+
 def test_bare_safetensors_without_description_is_recognised(tmp_path: Path):
     path = tmp_path / "converted.safetensors"
     save_file(build_generator("animegan_v2").state_dict(), str(path))
@@ -208,6 +224,8 @@ def test_poisoned_checkpoint_is_refused_without_unsafe_advice(tmp_path: Path):
      "arch_kwargs.align_corners: 1 is not true or false"),
     ('{"format": "animegan-generator", "format_version": 1, "architecture": "animegan_v2", "arch_kwargs": {"width": 3}}',
      "arch_kwargs.width: not an argument of animegan_v2"),
+    ('{"format": "animegan-generator", "format_version": 1, "architecture": "animegan_v2", "postprocess": 5}',
+     "postprocess is 5, not a name or null"),
 ])
 def test_hostile_descriptions_are_one_line(tmp_path: Path, description: str, problem: str):
     from pipelines.models.weights import METADATA_KEY

@@ -79,22 +79,38 @@ def test_exported_generator_stylizes_any_size(runs):
 
     loaded = load_generator(runs["straight"])
     assert loaded.arch == "whitebox"
-    assert loaded.info["postprocess"].startswith("guided_filter")
+    # the anchored preset draws ink: its network is exported to be used bare, without the guided filter that would
+    # blur its lines (the released and paper presets keep it: test_released_preset_exports_the_guided_filter)
+    assert loaded.info["postprocess"] is None and loaded.model.postprocess is None
     photo = skimage_photo("coffee", 50)[:50, :67]  # odd sizes: padded to a multiple of 4 inside, cropped back
     x = uint8_to_tensor(photo[None])
     with torch.no_grad():
         y = loaded.model(x)
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
-    # the exported forward includes the guided filter: it equals filtering the raw output by hand
-    from pipelines.models.guided_filter import guided_filter
-
     with torch.no_grad():
         e = loaded.model.edge_pad  # a reflect margin on every side, then to a multiple of 4 (66x83 -> 68x84)
         xp = torch.nn.functional.pad(torch.nn.functional.pad(x, (e, e, e, e), mode="reflect"), (0, 1, 0, 2), mode="reflect")
-        raw = loaded.model.generator(xp)
-        want = guided_filter(raw, xp, 1, 5e-3)[..., e:e + 50, e:e + 67].clamp(-1, 1)
+        want = loaded.model.generator(xp)[..., e:e + 50, e:e + 67].clamp(-1, 1)
     assert torch.allclose(y, want, atol=1e-5)
     assert np.isfinite(y.numpy()).all()
+
+
+def test_released_preset_exports_the_guided_filter(tmp_path):
+    from pipelines.models.guided_filter import guided_filter
+    from pipelines.models.weights import load_generator
+
+    ds = build_tiny_dataset(tmp_path / "dataset", size=72, with_smooth=False)
+    run = tmp_path / "released"
+    _train(str(ds.root), "--out", str(run), *FAST, "--preset", "released", "--max-steps", "2")
+    loaded = load_generator(run)
+    assert loaded.info["postprocess"].startswith("guided_filter")
+    x = uint8_to_tensor(skimage_photo("coffee", 48)[None, :, :64])  # 48 x 64: a multiple of 4 once the margin is added
+    with torch.no_grad():
+        y = loaded.model(x)
+        e = loaded.model.edge_pad
+        xp = torch.nn.functional.pad(x, (e, e, e, e), mode="reflect")
+        want = guided_filter(loaded.model.generator(xp), xp, 1, 5e-3)[..., e:e + 48, e:e + 64].clamp(-1, 1)
+    assert torch.allclose(y, want, atol=1e-5)
 
 
 def test_stylize_command_applies_the_run(runs, tmp_path):

@@ -149,3 +149,8 @@ class Recipe(ABC):
     def export_meta(self) -> dict[str, Any]:
         """Extra description stored with the exported generator (e.g. which VGG19 a colorizer needs)."""
         return {}
+
+    def export_postprocess(self) -> bool:
+        """Whether the exported generator is used with its architecture's post-process (the registry's); False for a
+        network trained to be used bare."""
+        return True
