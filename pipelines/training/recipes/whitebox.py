@@ -4,7 +4,8 @@ surface, structure and texture representations.
 One GAN step, in this order:
 
 1. discriminator update: G(photo) without gradients, guided-filtered with the photo as guide
-   (r 1, eps 1e-2). Its superpixel structure is submitted to a CPU thread pool right away; the two
+   (r 1, eps 1e-2; not with the ink term, whose network is trained and exported bare: `export_postprocess`).
+   Its superpixel structure is submitted to a CPU thread pool right away; the two
    discriminators then learn on surface (guided filter r 5, eps 0.2) and texture (random-weight
    grayscale, one weight draw shared by cartoons and fakes) of cartoon vs fake.
 2. generator update: G(photo) again with gradients (same weights as in 1, D stepped but not G), so
