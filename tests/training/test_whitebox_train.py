@@ -61,7 +61,7 @@ def test_trains_both_phases_and_reports_structure_cost(runs):
     assert all("loss/ink" in r for r in init)  # the anchored preset draws its lines from the init phase on
     config = json.loads((runs["straight"] / "config.json").read_text())["config"]
     assert config["weights"]["structure"] == 200.0 and config["weights"]["surface"] == 0.1
-    assert config["weights"]["ink"] == 50.0 and config["weights"]["color"] == 10.0
+    assert config["weights"]["ink"] == 10.0 and config["weights"]["color"] == 10.0
     assert config["augment"] == "translation,cutout"
     assert (runs["straight"] / "samples" / "final.png").is_file()
 

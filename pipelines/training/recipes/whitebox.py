@@ -54,8 +54,10 @@ PAPER_WEIGHTS = {"surface": 1.0, "texture": 10.0, "structure": 2000.0, "content"
 # Measured by bench/bench_style_learning.py (docs/benchmarks.md): without it the colours drift (a green-teal
 # cast on a warm look); with it the palette moves towards the style's and SSIM to the answer rises. With the ink
 # term lines appear along edges (warm look, 400 GAN steps: outline gap closed 0.17 against 0.01), and the anchor
-# doubled keeps the palette against it.
-ANCHORED_WEIGHTS = {**RELEASED_WEIGHTS, "color": 10.0, "ink": 50.0}
+# doubled keeps the palette against it. Ink 10: trained and exported bare, 50 drew lines thicker than the style's
+# (warm look, 1800 steps: colour 0.38 and outlines 0.56 at 10, 0.34 and 0.64 at 50; docs/benchmarks.md, fourteenth
+# session).
+ANCHORED_WEIGHTS = {**RELEASED_WEIGHTS, "color": 10.0, "ink": 10.0}
 PRESETS = {"anchored": ANCHORED_WEIGHTS, "released": RELEASED_WEIGHTS, "paper": PAPER_WEIGHTS}
 
 _REF_FEATURES = 32 * 32 * 512  # conv4_4 of a 256x256 crop
