@@ -135,8 +135,8 @@ class PaletteMap:
                 f"a* {grey[1]:+.1f}, b* {grey[2]:+.1f} at mid grey")
 
 
-def fit_for(config, groups, photo_set: str, style_set: str, log, prepare: Prepare | None = None,
-            ) -> PaletteMap | None:
+def fit_for(config, groups, photo_set: str, style_set: str, log,
+            prepare: Prepare | None = None) -> PaletteMap | None:
     """The anchor's map for a run (`config.color_target == "style"`) from the training files of
     `photo_set` and `style_set` in `groups` (`batches.GroupFiles`, held-out photos already left out), the images
     passed through `prepare` first when given; None for the reference loss. Logs the map in one line."""
