@@ -274,9 +274,9 @@ class WhiteboxRecipe(Recipe):
             terms["color"] = w["color"] * (L.color_loss(self._init_target(photo, ink), fake.float()) if ink is not None
                                            else L.color_loss(photo.float(), fake.float(), self.palette))
         if ink is not None:
-            # On the raw output: the training filter (eps 1e-2) would halve a drawn line before the term saw it (with
-            # the ink term the filter is off anyway, `_outputs`). Measured at ink 30 (docs/benchmarks.md, twelfth
-            # session): outline gap 0.124 with the term on the raw output against 0.093 on the filtered one.
+            # With ink the network is trained bare (`_outputs`: raw is fake). When the term still saw the output through
+            # the training filter (eps 1e-2), that filter halved each drawn line first (twelfth session, ink 30:
+            # outline gap 0.124 on the raw output against 0.093 on the filtered one).
             terms["ink"] = w["ink"] * ink_loss(raw, photo, ink)
         if self.config.temporal_weight > 0:
             terms["temporal"] = self.config.temporal_weight * L.shift_consistency_loss(
