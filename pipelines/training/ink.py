@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from ..fileio import read_image
 from .losses import fp32, luma
 from .palette import evenly_spaced
+from .representations import tensor_to_uint8, uint8_to_tensor
 
 INK_KERNEL = 5  # closes lines up to 4 px wide at the training crop's scale
 EDGE_SIGMA = 1.0  # px: the blur before the photo's gradient, so noise and fine texture are not "edges"
@@ -123,7 +124,7 @@ class InkMap:
         def values(paths: Sequence[Path], fn) -> torch.Tensor:
             out = []
             for path in evenly_spaced(paths, limit):
-                rgb = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W]
+                rgb = uint8_to_tensor(read_image(path)[None])  # [1, 3, H, W] in [-1, 1]
                 v = fn(rgb).flatten()
                 out.append(v[:: max(1, v.numel() // FIT_PIXELS)])  # a film frame's millions of pixels: a strided share
             v = torch.cat(out).double().sort().values
@@ -160,9 +161,8 @@ def lift_ink(rgb: np.ndarray) -> np.ndarray:
     style's pixels as they are, the palette already darkens by the style's lines, and the ink drawn on top darkens
     again (held-out pastel look, target itself: colour 0.462 and a 16.5-level cast; with both sets' ink lifted
     before the fit 0.575 and 8.1; docs/benchmarks.md, fourteenth session)."""
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W] in [-1, 1]
-    lifted = (x + black_hat(luma(x))).clamp(-1, 1)
-    return ((lifted[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    x = uint8_to_tensor(rgb[None])  # [1, 3, H, W] in [-1, 1]
+    return tensor_to_uint8(x + black_hat(luma(x)))[0]
 
 
 @torch.no_grad()

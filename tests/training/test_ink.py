@@ -1,8 +1,7 @@
 """The ink term (training/ink.py): what it measures, where its target puts the style's ink, and which way it pulls."""
 
-import torch
-
 import numpy as np
+import torch
 
 from pipelines.training.ink import InkMap, black_hat, draw_ink, edge_strength, ink_loss, lift_ink, luma
 
