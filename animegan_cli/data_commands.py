@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from pipelines.errors import DatasetError
 from pipelines.progress import plural
-from pipelines.data.inspect import MAX_LISTED_PROBLEMS, DatasetSummary, PruneResult, summarize
-from pipelines.data.inspect import prune as prune_dataset
-from pipelines.data.smoothing import SmoothOptions, make_smooth
+
+if TYPE_CHECKING:
+    from pipelines.data.inspect import DatasetSummary, PruneResult
 
 from .console import RichReporter, err_console, out_console, run
 from .options import pick_dataset
@@ -40,6 +40,9 @@ def dataset_command(
 ) -> None:
     """Summarize a dataset: images per set, pixel sizes, bytes on disk, missing or changed files,
     smooth images out of date. With --check, also verify every file's hash (exit code 3 on problems)."""
+    from pipelines.data.inspect import MAX_LISTED_PROBLEMS, summarize
+    from pipelines.data.inspect import prune as prune_dataset
+
     root = pick_dataset(dataset_arg, dataset)
     if prune:
         with RichReporter(quiet=quiet or as_json) as reporter:
@@ -74,6 +77,8 @@ def make_smooth_command(
     Incremental: images whose twin is up to date (same source hash and options) are skipped; twins
     whose style record was removed (for example by `animegan dataset --prune` after style files were
     deleted) are deleted. Unreadable images are reported and skipped (exit code 1)."""
+    from pipelines.data.smoothing import SmoothOptions, make_smooth
+
     root = pick_dataset(dataset_arg, dataset)
     options = SmoothOptions(size=size, format=None if fmt is OutputFormat.same else fmt.value, workers=workers)
     with RichReporter(quiet=quiet) as reporter:

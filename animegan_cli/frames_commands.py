@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from pipelines.data.manifest import DEFAULT_DATASET
+from pipelines.data import DEFAULT_DATASET
 
 from .console import RichReporter, run
 from .options import MAX_PIXELS_HELP, apply_max_pixels

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from pipelines.data.manifest import DEFAULT_DATASET
+from pipelines.data import DEFAULT_DATASET
 
 
 class Device(str, Enum):

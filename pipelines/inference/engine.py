@@ -126,9 +126,11 @@ class Engine(Sizing):
             self._exact = self.model
             self.model = self._cast(copy.deepcopy(self.model), dtype)
         self.nnpack_convs, heap_factor = 0, 1.0
+        # The allocator setting matters to every CPU precision: bf16 at 528x528 (AnimeGANv2, channels_last)
+        # takes 0.29 s a forward with it and 0.50 s without (glibc mmaps and page-faults every activation).
+        if device.type == "cpu" and fast_cpu and tune_allocator():
+            heap_factor = HEAP_PEAK_FACTOR
         if device.type == "cpu" and fast_cpu and dtype == torch.float32:
-            if tune_allocator():
-                heap_factor = HEAP_PEAK_FACTOR
             self.nnpack_convs = accelerate(self.model)
         super().__init__(device, int(BYTES_PER_PIXEL_FP32 * heap_factor // (2 if dtype != torch.float32 and device.type == "cuda" else 1)),
                          tile, overlap, pixel_budget, memory_budget, cpu_tile_cap=int(DEFAULT_CPU_TILE / heap_factor ** 0.5))

@@ -205,7 +205,8 @@ def detect_architecture(sd: dict[str, torch.Tensor]) -> str | None:
         if a.kind != "image":
             continue
         try:
-            ref = build_generator(name).state_dict()
+            with torch.device("meta"):  # shapes only: no memory, no random init (was a third of `load_generator`)
+                ref = build_generator(name).state_dict()
         except Exception:
             continue
         if _shapes(ref) == want:

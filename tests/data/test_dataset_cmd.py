@@ -85,9 +85,9 @@ def test_smooth_out_of_date_with_style_source(ds: Dataset):
 
 
 def test_problem_list_is_capped(ds: Dataset, monkeypatch):
-    import animegan_cli.data_commands as dc
+    import pipelines.data.inspect as inspect_module
 
-    monkeypatch.setattr(dc, "MAX_LISTED_PROBLEMS", 5)
+    monkeypatch.setattr(inspect_module, "MAX_LISTED_PROBLEMS", 5)  # the command reads it when it runs
     for name in SKIMAGE_PHOTOS:
         for set_name in ("photo", "style", "smooth"):
             (ds.root / f"{set_name}/{name}.png").unlink()
