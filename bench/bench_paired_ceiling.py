@@ -1,7 +1,7 @@
 """What each generator can draw of a known-answer look when it is told the answer: paired training, same scale.
 
     python bench/bench_paired_ceiling.py [--family whitebox animeganv2 animegan] [--look warm] [--steps 4000]
-        [--lr 2e-4] [--image-size 64] [--batch-size 4] [--out /tmp/bench-paired-ceiling]
+        [--lr 2e-4] [--image-size 64] [--batch-size 4] [--report-every N] [--out /tmp/bench-paired-ceiling]
 
 The unpaired trainers (`bench_style_learning.py`, `bench_gan_phase.py`) see the look only through a style set and
 discriminators. When one of them fails to learn a part of the look (the outlines, say), that is either the
@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report-every", type=int, default=0, metavar="N",
+                    help="also print the bare generator's held-out figures every N steps (how the ceiling moves with time)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-paired-ceiling"))
     args = ap.parse_args()
     root = args.out / args.look
@@ -88,12 +90,19 @@ def main() -> None:
         opt = torch.optim.Adam(generator.parameters(), lr=args.lr, betas=(0.5, 0.999))
         t0 = time.perf_counter()
         generator.train()
-        for _ in range(args.steps):
+        for step in range(1, args.steps + 1):
             x, y = crops(pairs, args.batch_size, args.image_size, rng)  # [N, 3, S, S] in [-1, 1]
             loss = F.l1_loss(generator(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if args.report_every and step % args.report_every == 0 and step < args.steps:
+                engine = Engine(InferenceModel.for_architecture(ARCH[family], generator.eval(), postprocess=False),
+                                torch.device("cpu"), torch.float32)
+                f = gap_figures(held.photos, [engine.stylize_image(p) for p in held.photos], held.answers, held.outlines)
+                print(f"  {family + f', step {step}':<34} " + "  ".join(f"{k} {f[k]:.3f}" for k in SHOWN) +
+                      f"  {time.perf_counter() - t0:.0f} s", flush=True)
+                generator.train()
         seconds = time.perf_counter() - t0
         model = InferenceModel.for_architecture(ARCH[family], generator.eval())
         variants = [("bare generator", None)] + ([("with its post-process", model.postprocess)] if model.postprocess else [])
