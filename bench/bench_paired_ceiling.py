@@ -102,7 +102,7 @@ def main() -> None:
                 f = gap_figures(held.photos, [engine.stylize_image(p) for p in held.photos], held.answers, held.outlines)
                 print(f"  {family + f', step {step}':<34} " + "  ".join(f"{k} {f[k]:.3f}" for k in SHOWN) +
                       f"  {time.perf_counter() - t0:.0f} s", flush=True)
-                generator.train()
+                generator.train().requires_grad_(True)  # the engine froze it for inference
         seconds = time.perf_counter() - t0
         model = InferenceModel.for_architecture(ARCH[family], generator.eval())
         variants = [("bare generator", None)] + ([("with its post-process", model.postprocess)] if model.postprocess else [])
