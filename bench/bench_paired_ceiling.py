@@ -97,8 +97,9 @@ def main() -> None:
             loss.backward()
             opt.step()
             if args.report_every and step % args.report_every == 0 and step < args.steps:
+                # fast_cpu off: NNPACK (on AVX2 CPUs) would rewire the convolutions of the generator still in training
                 engine = Engine(InferenceModel.for_architecture(ARCH[family], generator.eval(), postprocess=False),
-                                torch.device("cpu"), torch.float32)
+                                torch.device("cpu"), torch.float32, fast_cpu=False)
                 f = gap_figures(held.photos, [engine.stylize_image(p) for p in held.photos], held.answers, held.outlines)
                 print(f"  {family + f', step {step}':<34} " + "  ".join(f"{k} {f[k]:.3f}" for k in SHOWN) +
                       f"  {time.perf_counter() - t0:.0f} s", flush=True)
