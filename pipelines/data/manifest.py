@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import DatasetError, InputError, describe_validation_error
 from ..fileio import read_regular_file, atomic_write_bytes, sha256_bytes
-from . import DEFAULT_DATASET  # noqa: F401 (re-exported: the dataset folder when none is given)
 
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".manifest.lock"
