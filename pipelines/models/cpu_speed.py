@@ -326,3 +326,13 @@ def native_cpu_bf16() -> bool:
     except RuntimeError:
         return False
 
+
+
+def emulated_bf16_warning(option: str) -> str | None:
+    """None on a CPU that computes bf16 natively; else the one line to say to a user who asked for bf16
+    explicitly (`option`, as typed): oneDNN then emulates it, many times slower than fp32 (on an AVX2 EPYC:
+    VGG19 at 224 px 85x, docs/benchmarks.md). `auto` never picks it there; the user's choice still stands."""
+    if native_cpu_bf16():
+        return None
+    return (f"{option}: this CPU has no native bf16 (AVX512-BF16 or AMX), so it is emulated and runs many times "
+            f"slower than fp32 here")

@@ -104,11 +104,16 @@ class VGG19Fc1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, 3, H, W] in [-1, 1] -> [N, 3, 224, 224] ImageNet-normalized
-        if x.shape[-2:] != (FC1_INPUT, FC1_INPUT):
-            x = F.interpolate(x.float(), size=(FC1_INPUT, FC1_INPUT), mode="bilinear", align_corners=False, antialias=True)
-        x = ((x + 1) * 0.5 - self.mean) / self.std
-        f = F.adaptive_avg_pool2d(self.features(x), 7)  # [N, 512, 7, 7]
-        return F.relu(self.classifier(f.flatten(1)))  # [N, 4096]
+        # Always fp32, whatever autocast is on around it: `colorize` computes style vectors in fp32, so training
+        # (--amp) sees the same vectors; and where a CPU has no native bf16, VGG19 at 224 px in autocast bf16 is
+        # emulated: 110 s against 1.3 s in fp32 for two references on an AVX2 EPYC (docs/benchmarks.md).
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            if x.shape[-2:] != (FC1_INPUT, FC1_INPUT):
+                x = F.interpolate(x, size=(FC1_INPUT, FC1_INPUT), mode="bilinear", align_corners=False, antialias=True)
+            x = ((x + 1) * 0.5 - self.mean) / self.std
+            f = F.adaptive_avg_pool2d(self.features(x), 7)  # [N, 512, 7, 7]
+            return F.relu(self.classifier(f.flatten(1)))  # [N, 4096]
 
     #: set by `build_vgg_fc1("random")`: how the weights were made, fingerprinted instead of their bits
     random_recipe: str | None = None

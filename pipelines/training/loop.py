@@ -53,7 +53,7 @@ from .checkpoints import (
     restore_rng,
     save_checkpoint,
 )
-from ..models.cpu_speed import accelerate, tune_allocator
+from ..models.cpu_speed import accelerate, emulated_bf16_warning, tune_allocator
 from ..models.registry import get_architecture
 from ..errors import InputError, TrainingError
 from ..fileio import atomic_write_bytes, sha256_file, write_image
@@ -365,6 +365,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     if own_group:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     amp_dtype = _amp_dtype(config.amp, device)
+    if device.type == "cpu" and amp_dtype == torch.bfloat16 and (line := emulated_bf16_warning("--amp bf16")):
+        reporter.warn(line + " (--amp off trains in fp32)")
     # cuDNN's fastest convolutions are NHWC; on CPU the generator's GroupNorm/depthwise backward
     # measured no faster in NHWC here, so CPU stays NCHW. On CUDA, reflection padding and GroupNorm
     # return NCHW, so whether NHWC pays off per network is measured by bench/gpu_check.py.

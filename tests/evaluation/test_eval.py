@@ -116,7 +116,12 @@ def test_eval_table_and_a_bad_output_file(outputs_and_inputs):
     assert "broken.png" in text and "3 outputs measured, 1 unreadable" in text and "psnr" in text
 
 
-def test_eval_style_distances_with_random_vgg(tmp_path):
+def test_eval_style_distances_with_random_vgg(tmp_path, monkeypatch):
+    import pipelines.evaluation.evaluate as evaluate
+
+    # The figures' wiring at the images' own size: VGG19 at the 256 px of real use took 53 s of this test on an
+    # AVX2 CPU, where it says nothing more.
+    monkeypatch.setattr(evaluate, "GRAM_SIDE", 64)
     ds = build_tiny_dataset(tmp_path / "ds", size=64, with_smooth=False)
     res = CliRunner().invoke(app, ["eval", str(ds.root / "photo"), "--reference", str(ds.root / "photo"),
                                    "--style", str(ds.root), "--vgg-weights", "random", "--json"])

@@ -90,8 +90,16 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it_and_falls_back_when_bf
     monkeypatch.setattr(st, "native_cpu_bf16", lambda: True)
     assert st.resolve_precision("auto", cpu) == torch.bfloat16
     assert st.resolve_precision("fp32", cpu) == torch.float32  # an explicit choice is kept
+    import pipelines.models.cpu_speed as cs
 
     src = write(tmp_path / "cat.png", photo("chelsea", 64, 48))
+    for native, said in ((False, 1), (True, 0)):  # bf16 asked for where it is emulated: kept, and said once
+        monkeypatch.setattr(cs, "native_cpu_bf16", lambda native=native: native)
+        rep = RecordingReporter()
+        stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / f"bf16-{native}", precision="bf16"), rep)
+        assert sum("--precision bf16: this CPU has no native bf16" in w for w in rep.warnings) == said
+        assert any("precision bfloat16" in line for line in rep.infos)
+
     rep = RecordingReporter()
     stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "ok"), rep)
     assert any("precision bfloat16" in line for line in rep.infos)

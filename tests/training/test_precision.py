@@ -120,3 +120,28 @@ def test_amp_auto_uses_native_bf16_only(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100
     assert _amp_dtype("auto", cuda) == torch.bfloat16 and _amp_dtype("fp16", cuda) == torch.float16
     assert _amp_dtype("auto", torch.device("cpu")) is None
+
+
+def test_bf16_asked_for_on_a_cpu_that_emulates_it_is_said_once(monkeypatch):
+    import pipelines.models.cpu_speed as cs
+
+    monkeypatch.setattr(cs, "native_cpu_bf16", lambda: False)
+    line = cs.emulated_bf16_warning("--amp bf16")
+    assert line.startswith("--amp bf16: this CPU has no native bf16") and "\n" not in line
+    monkeypatch.setattr(cs, "native_cpu_bf16", lambda: True)
+    assert cs.emulated_bf16_warning("--amp bf16") is None
+
+
+def test_the_style_vector_is_fp32_under_autocast():
+    """Style2paints' VGG19 fc1 ignores autocast: training with --amp sees the vectors colorize computes in fp32
+    (and a CPU that emulates bf16 does not run VGG19 at 224 px in it)."""
+    from pipelines.models.vgg import VGG19Fc1
+
+    torch.manual_seed(0)
+    vgg = VGG19Fc1().eval()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        plain = vgg(x)
+        with torch.autocast(**BF16):
+            under = vgg(x)
+    assert under.dtype == torch.float32 and torch.equal(under, plain)
