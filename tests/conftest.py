@@ -72,6 +72,18 @@ def anime_like(rgb: np.ndarray) -> np.ndarray:
     return flat.astype(np.uint8)
 
 
+@pytest.fixture(scope="module")
+def references_at_64_px():
+    """For a test module: VGG19 sees Style2paints references at 64 px instead of ImageNet's 224 (fc1's 7x7 average
+    pool takes any size). What such modules test does not depend on it, and at 224 px VGG19 costs about 1 s a
+    reference on an AVX2 CPU (208 of the 255 s of the Style2paints training module, 77 s with 64 px)."""
+    import pipelines.models.vgg as vgg
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vgg, "FC1_INPUT", 64)
+        yield
+
+
 @pytest.fixture
 def photo_files(tmp_path: Path) -> list[Path]:
     """Six real photos written as JPEG files into tmp_path/photos."""

@@ -32,6 +32,11 @@ def _final_networks(run: Path) -> dict[str, dict[str, torch.Tensor]]:
     return torch.load(ckpts[-1], weights_only=True)["networks"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _small_references(references_at_64_px):
+    yield
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("s2p")
