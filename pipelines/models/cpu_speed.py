@@ -327,7 +327,6 @@ def native_cpu_bf16() -> bool:
         return False
 
 
-
 def emulated_bf16_warning(option: str) -> str | None:
     """None on a CPU that computes bf16 natively; else the one line to say to a user who asked for bf16
     explicitly (`option`, as typed): oneDNN then emulates it, many times slower than fp32 (on an AVX2 EPYC:
