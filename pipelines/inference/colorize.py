@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from ..errors import InputError, PartialFailure
-from ..models.cpu_speed import accelerate, emulated_bf16_warning, tune_allocator
+from ..models.cpu_speed import accelerate, tune_allocator
 from ..data.references import square_reference
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
-from .engine import CHECK_SIDE, precision_verdict, resolve_device, resolve_precision
+from .engine import CHECK_SIDE, emulated_precision_warning, precision_verdict, resolve_device, resolve_precision
 from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weights, select_jobs, write_failed
 
 INVERT_CHOICES = ("auto", "on", "off")
@@ -192,8 +192,8 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
         engine = f"ONNX Runtime ({loaded.provider})"
     else:
         dtype = resolve_precision(options.precision, device)
-        if options.precision == "bf16" and device.type == "cpu" and (line := emulated_bf16_warning("--precision bf16")):
-            reporter.warn(line + " (--precision auto picks fp32 on this CPU)")
+        if line := emulated_precision_warning(options.precision, device):
+            reporter.warn(line)
         loaded = load_colorizer(weights, device=device)
         model = loaded.model
         engine = f"device {device}, precision {str(dtype).replace('torch.', '')}"

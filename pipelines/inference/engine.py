@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
+from ..models.cpu_speed import accelerate, emulated_bf16_warning, native_cpu_bf16, tune_allocator
 from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_CPU_TILE, DEFAULT_OVERLAP, DEVICES, HEAP_PEAK_FACTOR, Sizing
 from .tiling import stylize_tiled
 
@@ -59,6 +59,13 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "fp16" and device.type != "cuda":
         raise InputError(None, "--precision fp16 needs a CUDA device (use fp32 or bf16 on CPU)")
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def emulated_precision_warning(name: str, device: torch.device) -> str | None:
+    """The one line to say when `--precision bf16` was asked for on a CPU that only emulates bf16 (run as asked)."""
+    if name != "bf16" or device.type != "cpu" or (line := emulated_bf16_warning("--precision bf16")) is None:
+        return None
+    return line + " (--precision auto picks fp32 on this CPU)"
 
 
 def check_sample(rgb: np.ndarray, side: int = CHECK_SIDE) -> np.ndarray:

@@ -297,15 +297,12 @@ def _make_engine(weights: Path, todo: list[_Job], options: StylizeOptions, repor
     import torch
 
     from ..models.weights import load_generator
-    from .engine import Engine, resolve_device, resolve_precision
+    from .engine import Engine, emulated_precision_warning, resolve_device, resolve_precision
 
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)
-    if options.precision == "bf16" and device.type == "cpu":
-        from ..models.cpu_speed import emulated_bf16_warning
-
-        if (line := emulated_bf16_warning("--precision bf16")) is not None:
-            reporter.warn(line + " (--precision auto picks fp32 on this CPU)")
+    if line := emulated_precision_warning(options.precision, device):
+        reporter.warn(line)
     loaded = load_generator(weights, device="cpu")
     engine = Engine(loaded.model, device, dtype, fast_cpu=options.fast_cpu, tile=options.tile,
                     overlap=options.overlap, memory_budget=memory_budget)
