@@ -42,3 +42,26 @@ def test_a_resumed_task_counts_from_where_it_stopped(monkeypatch):
     task.done += 1
     line = task.line()  # one step in 10 s, 43 to go
     assert line.startswith("train: 47/90 (52%) in 10 s, about 7 min 10 s left"), line
+
+
+def test_time_left_follows_the_pace_since_the_last_line(monkeypatch):
+    """A run that slows down (a GAN phase after the init phase) is told by its recent pace, not its average."""
+    clock = [0.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
+    task = console._PlainTask("train", 1300, started=0.0)
+    task.done, clock[0] = 1000, 300.0  # 1000 steps in 5 min
+    assert task.line().endswith("about 1 min 30 s left"), task.line()
+    task.mark = (300.0, 1000)
+    task.done, clock[0] = 1020, 330.0  # then 20 steps in 30 s: 280 to go at 1.5 s a step
+    assert "about 7 min 00 s left" in task.line(), task.line()
+
+
+def test_plain_lines_are_never_wrapped(monkeypatch, capsys):
+    """A log gets one line per report however long (grep finds `epoch 145/186` whole), as warnings do."""
+    monkeypatch.setattr(console, "PLAIN_EVERY_S", 0.0)
+    rep = console.RichReporter()
+    rep._plain = {}  # what __enter__ sets up without a terminal
+    rep.start("train", "train", total=1300)
+    rep.advance("train", 1014, phase="gan", epoch="145/186", loss=0.9072, run="r" * 60)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) == 1 and "epoch 145/186" in lines[0] and "r" * 60 in lines[0], lines
