@@ -35,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +45,7 @@ from pipelines.data.importing import add_images  # noqa: E402
 from pipelines.data.sketches import XDOG_DEFAULTS, xdog  # noqa: E402
 from pipelines.evaluation.colorization import network_colorizer, reference_following, tint  # noqa: E402
 from pipelines.fileio import is_image_path, read_image, write_image  # noqa: E402
+from pipelines.inference.color_match import MATCH_CHOICES, histogram_match, lab_match, match_colors  # noqa: E402
 from pipelines.known_answer import labelled_grid  # noqa: E402
 from pipelines.progress import Reporter  # noqa: E402
 from pipelines.training.loop import TrainRequest, run_train  # noqa: E402
@@ -65,20 +65,6 @@ def held_out_views(paths: list[Path], size: int, short: int) -> tuple[np.ndarray
         ills.append(rgb[top:top + size, left:left + size])
     ills_a = np.stack(ills)
     return np.stack([xdog(i, **XDOG_DEFAULTS) for i in ills_a]), ills_a
-
-
-def lab_transfer(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """`image` `[H, W, 3] uint8` RGB with each CIELAB channel's mean and deviation moved to `reference`'s."""
-    a = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
-    b = cv2.cvtColor(np.ascontiguousarray(reference), cv2.COLOR_RGB2LAB).astype(np.float32)
-    out = (a - a.mean((0, 1))) / (a.std((0, 1)) + 1e-6) * b.std((0, 1)) + b.mean((0, 1))
-    return cv2.cvtColor(np.clip(np.rint(out), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
-
-
-def histogram_transfer(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    from skimage.exposure import match_histograms
-
-    return np.clip(np.rint(match_histograms(image, reference, channel_axis=-1)), 0, 255).astype(np.uint8)
 
 
 def oracle(sketches: np.ndarray, illustrations: np.ndarray, transfer):
@@ -108,6 +94,14 @@ def colorizer_of(run: Path | None, reference_mode: str, seed: int = 0):
     return network_colorizer(loaded.model, vgg)
 
 
+def matched(colorize, mode: str):
+    """`colorize` followed by `animegan colorize --match-colors mode` (each output matched to its reference)."""
+    def run(batch: np.ndarray, references: np.ndarray) -> np.ndarray:
+        return np.stack([match_colors(o, r, mode) for o, r in zip(colorize(batch, references), references)])
+
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--illustrations", type=Path, default=SHARED)
@@ -119,6 +113,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-colorize-reference"))
+    ap.add_argument("--match", nargs="+", default=list(MATCH_CHOICES), choices=MATCH_CHOICES,
+                    help="colour matching after the network to measure each run with (colorize --match-colors)")
     ap.add_argument("--measure", type=Path, nargs="+", default=None, help="run folders to measure instead of training")
     args = ap.parse_args()
     files = sorted(p for p in args.illustrations.iterdir() if is_image_path(p))
@@ -149,12 +145,14 @@ def main() -> None:
         other = np.roll(ills, 1, axis=0)
         pictures[name] = [colorize(sketches, warm), colorize(sketches, cool), colorize(sketches, other)]
 
-    measure("Lab ceiling", oracle(sketches, ills, lab_transfer), 0.0)
-    measure("hist. ceiling", oracle(sketches, ills, histogram_transfer), 0.0)
-    measure("untrained", colorizer_of(None, "crop"), 0.0)
+    measure("Lab ceiling", oracle(sketches, ills, lab_match), 0.0)
+    measure("hist. ceiling", oracle(sketches, ills, histogram_match), 0.0)
+    for m in args.match:  # the same matching on the untrained network: what the matching does without training
+        measure("untrained" if m == "off" else f"untrained + {m}", matched(colorizer_of(None, "crop"), m), 0.0)
     if args.measure is not None:
         for run in args.measure:
-            measure(run.name, colorizer_of(run, ""), 0.0)
+            for m in args.match:
+                measure(run.name if m == "off" else f"{run.name} + {m}", matched(colorizer_of(run, ""), m), 0.0)
     base = dict(model="style2paints", epochs=10_000, image_size=args.image_size, batch_size=args.batch_size,
                 device=args.device, vgg_weights="random", checkpoint_every=10_000, eval_every=10_000, log_every=100,
                 max_steps=args.steps, dataset=str(dataset))
@@ -162,7 +160,9 @@ def main() -> None:
         run = args.out / f"run-{mode}"
         t0 = time.perf_counter()
         run_train(TrainRequest(overrides={**base, **parse(args.sets), "reference": mode, "out": str(run)}), Reporter())
-        measure(mode, colorizer_of(run, mode), time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        for m in args.match:
+            measure(mode if m == "off" else f"{mode} + {m}", matched(colorizer_of(run, mode), m), seconds)
 
     (args.out / ("results-measured.json" if args.measure else "results.json")).write_text(json.dumps(results, indent=2))
     rows = []

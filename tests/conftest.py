@@ -182,3 +182,28 @@ def build_illustration_dataset(root: Path, size: int = 72, names: tuple[str, ...
             m.put("illustration", make_record(rel, data, pixels.shape[1], pixels.shape[0],
                                               ImportedSource(original=f"/generated/{name}.png")))
     return ds
+
+
+@pytest.fixture(autouse=True, scope="session")
+def random_vgg_fc1_built_once():
+    """`build_vgg_fc1("random")` (looked up on `pipelines.models.vgg`) returns a copy of one model built per test
+    process: building it (102M fc1 weights drawn, then calibrated) takes about 3.5 s on an AVX2 CPU and every
+    colorize call and Style2paints run needs it, a copy 0.3 s. The copy is the same model: the function is
+    deterministic, which tests/models/test_style2paints.py checks on the real one (imported before this runs)."""
+    import copy
+
+    import pipelines.models.vgg as vgg
+
+    real, built = vgg.build_vgg_fc1, []
+
+    def once(spec, *, log=None):
+        if str(spec) != "random":
+            return real(spec, log=log)
+        if not built:
+            built.append(real(spec))
+        (log or (lambda message: None))(vgg.RANDOM_FC1_LINE)
+        return copy.deepcopy(built[0])
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vgg, "build_vgg_fc1", once)
+        yield

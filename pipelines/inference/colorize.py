@@ -31,11 +31,13 @@ from ..models.cpu_speed import accelerate, tune_allocator
 from ..data.references import square_reference
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
+from .color_match import MATCH_CHOICES, match_colors
 from .engine import CHECK_SIDE, emulated_precision_warning, precision_verdict, resolve_device, resolve_precision
 from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weights, select_jobs, write_failed
 
 INVERT_CHOICES = ("auto", "on", "off")
 DEFAULT_MAX_SIDE = 1024
+PALETTE_SIDE = 512  # a reference's colour statistics for --match-colors are taken at this long side at most
 
 
 @dataclass
@@ -45,6 +47,7 @@ class ColorizeOptions:
     out_dir: Path = Path("colorized")
     format: str | None = None  # png | jpg | webp; None keeps each sketch's format
     keep_lines: bool = True
+    match_colors: str = "off"  # off | lab | histogram: the network's colours matched to the reference's (color_match)
     invert: str = "auto"  # auto | on | off: white lines on black
     max_side: int | None = None  # None: the weights' training scale (train_short_side), else DEFAULT_MAX_SIDE
     batch_size: int = 4
@@ -158,6 +161,8 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
     check_format(options.format)
     if options.invert not in INVERT_CHOICES:
         raise InputError(None, f"--invert must be one of {', '.join(INVERT_CHOICES)}, not {options.invert!r}")
+    if options.match_colors not in MATCH_CHOICES:
+        raise InputError(None, f"--match-colors must be one of {', '.join(MATCH_CHOICES)}, not {options.match_colors!r}")
     refs = References(options.reference)
     remove_stale_temporaries(Path(options.out_dir))
     jobs, listing_failures = plan_jobs(inputs, options, reporter, accept=is_image_path)  # type: ignore[arg-type]
@@ -278,6 +283,7 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
                   options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary, channels_last: bool = False,
                   dtype: torch.dtype = torch.float32, train_short_side: int | None = None) -> None:
     styles: dict[Path, torch.Tensor] = {}  # reference -> [1, 4096], computed once, in fp32
+    palettes: dict[Path, np.ndarray] = {}  # reference -> [h, w, 3] uint8 (long side <= PALETTE_SIDE): what match_colors matches
     fell_back = False
     checked = options.precision != "auto"  # a precision chosen by auto is checked once against fp32
 
@@ -303,9 +309,14 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
 
     def style_of(ref: Path) -> torch.Tensor:
         if ref not in styles:
-            rgb = square_reference(read_image(ref))  # [S, S, 3] uint8: fc1 sees 224x224, never a squashed image
+            whole = read_image(ref)
+            rgb = square_reference(whole)  # [S, S, 3] uint8: fc1 sees 224x224, never a squashed image
             x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
             styles[ref] = vgg(x)
+            if options.match_colors != "off":  # the whole reference's colours, not only the square fc1 sees
+                s = min(1.0, PALETTE_SIDE / max(whole.shape[:2]))
+                palettes[ref] = whole if s == 1 else cv2.resize(whole, (max(1, round(whole.shape[1] * s)), max(
+                    1, round(whole.shape[0] * s))), interpolation=cv2.INTER_AREA)
         return styles[ref]
 
     reporter.start("colorize", "colorize", total=len(todo))
@@ -329,6 +340,8 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
         colours = ((y.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for (job, lines), colour in zip(group, colours):
             try:
+                if options.match_colors != "off":
+                    colour = match_colors(colour, palettes[ref], options.match_colors)
                 write_image(job.dst, finish_colour(colour, lines, options.keep_lines))
                 summary.done += 1
                 summary.outputs.append(job.dst)

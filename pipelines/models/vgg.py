@@ -254,6 +254,10 @@ def _weights_file(spec: str | Path, log: Callable[[str], None]) -> Path:
     return Path(spec)
 
 
+RANDOM_FC1_LINE = ("VGG19 fc1: using RANDOM weights (--vgg-weights random), scaled to unit variance per layer: style "
+                   "vectors then describe colour statistics, not what ImageNet taught; for tests and smoke runs")
+
+
 def build_vgg_fc1(spec: str | Path, *, log: Callable[[str], None] | None = None) -> VGG19Fc1:
     """The frozen, eval-mode VGG19 up to fc1 for `--vgg-weights spec` (imagenet, random or a PATH).
 
@@ -267,8 +271,7 @@ def build_vgg_fc1(spec: str | Path, *, log: Callable[[str], None] | None = None)
             model = VGG19Fc1()
         calibrate_random(model, size=112)
         model.random_recipe = f"random seed {RANDOM_SEED}, torchvision init, LSUV on 1/f noise at 112 px"
-        log("VGG19 fc1: using RANDOM weights (--vgg-weights random), scaled to unit variance per layer: style "
-            "vectors then describe colour statistics, not what ImageNet taught; for tests and smoke runs")
+        log(RANDOM_FC1_LINE)
     else:
         model = VGG19Fc1()
         load_vgg_file(model, _weights_file(spec, log))

@@ -16,7 +16,7 @@ from pipelines.fileio import encode_image, read_image, write_image
 from pipelines.inference.colorize import ColorizeOptions, colorize, finish_colour, network_size, sketch_lines
 from pipelines.models.animegan import GeneratorV2
 from pipelines.models.style2paints import Style2PaintsGenerator
-from pipelines.models.vgg import build_vgg_fc1
+import pipelines.models.vgg as vgg  # build_vgg_fc1 looked up at call time: conftest builds the random one once
 from pipelines.models.weights import save_generator
 
 from conftest import anime_like, skimage_photo
@@ -28,7 +28,7 @@ def weights(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("colorizer")
     torch.manual_seed(1)
     save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, out,
-                   meta={"vgg_weights": "random", "vgg_fingerprint": build_vgg_fc1("random").fingerprint()})
+                   meta={"vgg_weights": "random", "vgg_fingerprint": vgg.build_vgg_fc1("random").fingerprint()})
     return out
 
 
@@ -310,7 +310,7 @@ def test_an_exported_colorizer_runs_under_onnx_runtime_like_its_weights(sketches
 
     torch.manual_seed(1)
     save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, tmp_path / "run",
-                   meta={"vgg_weights": "random", "vgg_fingerprint": build_vgg_fc1("random").fingerprint(),
+                   meta={"vgg_weights": "random", "vgg_fingerprint": vgg.build_vgg_fc1("random").fingerprint(),
                          "train_short_side": 64})
     graph = tmp_path / "colorizer.onnx"
     _cli("export", str(tmp_path / "run"), str(graph))

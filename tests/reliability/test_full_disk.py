@@ -17,7 +17,7 @@ from pipelines.data.manifest import Dataset
 from pipelines.fileio import write_image
 from pipelines.models.animegan import GeneratorV2
 from pipelines.models.style2paints import Style2PaintsGenerator
-from pipelines.models.vgg import build_vgg_fc1
+import pipelines.models.vgg as vgg  # build_vgg_fc1 looked up at call time: conftest builds the random one once
 from pipelines.models.weights import save_generator
 
 from conftest import skimage_photo
@@ -97,7 +97,7 @@ def test_colorize_stops_at_the_first_full_disk_error(tmp_path, monkeypatch):
     write_image(tmp_path / "ref.png", skimage_photo("astronaut", 64))
     torch.manual_seed(1)
     save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, tmp_path / "w",
-                   meta={"vgg_weights": "random", "vgg_fingerprint": build_vgg_fc1("random").fingerprint()})
+                   meta={"vgg_weights": "random", "vgg_fingerprint": vgg.build_vgg_fc1("random").fingerprint()})
     calls = _failing_after(colorize, 1, errno.ENOSPC, monkeypatch)
     res = _cli("colorize", str(tmp_path / "sk"), "-r", str(tmp_path / "ref.png"), "-w", str(tmp_path / "w"),
                "-o", str(tmp_path / "out"))

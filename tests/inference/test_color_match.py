@@ -1,0 +1,102 @@
+"""`--match-colors`: the colorizer's output moved onto its reference's colours (pipelines.inference.color_match)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from animegan_cli.app import app
+from pipelines.evaluation.metrics import color_histogram, histogram_distance
+from pipelines.fileio import read_image, write_image
+from pipelines.inference.color_match import histogram_match, lab_match, match_colors
+
+from conftest import skimage_photo
+
+
+def _lab_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return lab.mean((0, 1)), lab.std((0, 1))
+
+
+def test_lab_match_takes_the_references_means_and_spreads_and_keeps_the_layout():
+    image, ref = skimage_photo("chelsea", 64), skimage_photo("coffee", 48)
+    out = lab_match(image, ref)
+    (m_in, _), (m_out, s_out), (m_ref, s_ref) = _lab_stats(image), _lab_stats(out), _lab_stats(ref)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    # Within rounding and the clipping of colours outside the RGB gamut (6 levels of spread measured).
+    assert np.abs(m_out - m_ref).max() < 4 and np.abs(s_out - s_ref).max() < 8
+    assert np.abs(m_out - m_ref).sum() < 0.2 * np.abs(m_in - m_ref).sum()
+    # Where the image was lighter, the output is lighter: the layout is the image's, not the reference's.
+    gray_in, gray_out = image.mean(-1).ravel(), out.mean(-1).ravel()
+    assert np.corrcoef(gray_in, gray_out)[0, 1] > 0.9
+
+
+def test_histogram_match_takes_the_references_palette():
+    image, ref, other = skimage_photo("chelsea", 64), skimage_photo("coffee", 48), skimage_photo("astronaut", 48)
+    out = histogram_match(image, ref)
+    for c in range(3):  # each channel's values are the reference's, rank for rank (quantiles within a level)
+        q = np.linspace(0.02, 0.98, 9)
+        assert np.abs(np.quantile(out[..., c], q) - np.quantile(ref[..., c], q)).max() <= 2
+    h = color_histogram(out)
+    assert histogram_distance(h, color_histogram(ref)) < histogram_distance(h, color_histogram(other))
+    assert histogram_distance(h, color_histogram(ref)) < histogram_distance(color_histogram(image), color_histogram(ref))
+
+
+def test_a_flat_output_and_off_and_an_unknown_mode():
+    grey = np.full((16, 16, 3), 128, np.uint8)
+    ref = skimage_photo("coffee", 32)
+    out = lab_match(grey, ref)
+    assert np.isfinite(out).all() and out.std((0, 1)).max() < 1  # flat stays flat, at the reference's mean colour
+    assert np.abs(_lab_stats(out)[0] - _lab_stats(ref)[0]).max() < 3
+    assert match_colors(grey, ref, "off") is grey
+    with pytest.raises(ValueError, match="histogram"):
+        match_colors(grey, ref, "lut")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    import torch
+
+    from pipelines.models.style2paints import Style2PaintsGenerator
+    from pipelines.models.vgg import build_vgg_fc1
+    from pipelines.models.weights import save_generator
+
+    out = tmp_path_factory.mktemp("colorizer")
+    torch.manual_seed(1)
+    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, out,
+                   meta={"vgg_weights": "random", "vgg_fingerprint": build_vgg_fc1("random").fingerprint()})
+    return out
+
+
+def test_colorize_match_colors_follows_each_reference_and_keeps_the_lines(weights, tmp_path):
+    from pipelines.data.sketches import xdog
+
+    from conftest import anime_like
+
+    sketch = np.repeat(xdog(anime_like(skimage_photo("chelsea", 80)))[:, :, None], 3, axis=2)
+    write_image(tmp_path / "in" / "cat.png", sketch)
+    refs = {"coffee": skimage_photo("coffee", 96), "astronaut": skimage_photo("astronaut", 96)}
+    for name, rgb in refs.items():
+        write_image(tmp_path / f"{name}.png", rgb)
+    outs = {}
+    for name in refs:
+        for mode in ("off", "histogram"):
+            out = tmp_path / f"{name}-{mode}"
+            res = CliRunner().invoke(app, ["colorize", str(tmp_path / "in"), "-r", str(tmp_path / f"{name}.png"), "-w",
+                                           str(weights), "-o", str(out), "--match-colors", mode, "--quiet"])
+            assert res.exit_code == 0, res.output
+            outs[name, mode] = read_image(out / "cat.png")
+    lines = sketch[..., 0] < 128
+    for name, rgb in refs.items():
+        got = outs[name, "histogram"]
+        assert got.shape == sketch.shape and got[lines].max() <= 5  # --keep-lines: multiplied after the matching
+        own = histogram_distance(color_histogram(got[~lines][None]), color_histogram(rgb))
+        other = [histogram_distance(color_histogram(got[~lines][None]), color_histogram(r)) for n, r in refs.items() if n != name]
+        assert own < min(other)
+        # The untrained network's own colours are far from either reference; matching brings them nearer.
+        assert own < histogram_distance(color_histogram(outs[name, "off"][~lines][None]), color_histogram(rgb))
+    res = CliRunner().invoke(app, ["colorize", str(tmp_path / "in"), "-r", str(tmp_path / "coffee.png"), "-w",
+                                   str(weights), "-o", str(tmp_path / "x"), "--match-colors", "lut"])
+    assert res.exit_code == 2 and "lut" in res.output
