@@ -207,3 +207,16 @@ def random_vgg_fc1_built_once():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(vgg, "build_vgg_fc1", once)
         yield
+
+
+# Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command), a module's tests share one worker, so a
+# module-scoped fixture that trains or builds a model runs once; these modules' tests are long and their fixture
+# cheap beside them, so they are spread over the workers instead (their fixture then runs once per worker).
+SPREAD_OVER_WORKERS = {"test_train_e2e.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the tests' ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPREAD_OVER_WORKERS:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
