@@ -314,9 +314,10 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
             x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
             styles[ref] = vgg(x)
             if options.match_colors != "off":  # the whole reference's colours, not only the square fc1 sees
-                s = min(1.0, PALETTE_SIDE / max(whole.shape[:2]))
-                palettes[ref] = whole if s == 1 else cv2.resize(whole, (max(1, round(whole.shape[1] * s)), max(
-                    1, round(whole.shape[0] * s))), interpolation=cv2.INTER_AREA)
+                h, w = whole.shape[:2]
+                s = min(1.0, PALETTE_SIDE / max(h, w))
+                size = (max(1, round(w * s)), max(1, round(h * s)))  # a 3000x2 reference keeps a column
+                palettes[ref] = whole if s == 1 else cv2.resize(whole, size, interpolation=cv2.INTER_AREA)
         return styles[ref]
 
     reporter.start("colorize", "colorize", total=len(todo))
