@@ -1,7 +1,8 @@
 """Does a trained Style2paints colorizer follow its reference? Training references compared on held-out sketches.
 
     python bench/bench_colorize_reference.py [--illustrations DIR] [--held-out 5] [--steps 1500]
-        [--image-size 128] [--batch-size 8] [--references crop original] [--set field=value ...] [--out DIR]
+        [--image-size 128] [--batch-size 8] [--references crop original] [--match off lab histogram]
+        [--set field=value ...] [--out DIR]
     python bench/bench_colorize_reference.py --measure RUN [RUN ...]   # measure trained runs, no training
 
 The illustrations (default `../shared/data/style_hayao`) are split: the last --held-out (sorted by name) are
@@ -16,7 +17,8 @@ image_size x 1.5), their sketches made with the default XDoG (`pipelines.evaluat
   nearest their own reference's (issue 19's target: every output; chance is 1/N);
 - spread: how much one sketch's outputs differ between references (levels); lines: output darkness on the lines.
 
-The untrained network is the baseline in the same run, and two ceilings made with what no colorizer is given:
+Each network (untrained and trained) is measured with each `--match` setting of `colorize --match-colors` (the
+colours matched to the reference's after the network). The untrained network is the baseline in the same run, and two ceilings made with what no colorizer is given:
 each sketch's own illustration (the answer), recoloured towards the reference: `Lab ceiling` (Reinhard et al.'s
 mean and deviation per CIELAB channel) and `hist. ceiling` (each RGB channel's histogram matched to the
 reference's, scikit-image's `match_histograms`). They say what the figures can be for a given set: an output with

@@ -220,3 +220,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name not in SPREAD_OVER_WORKERS:
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+@pytest.fixture(scope="session")
+def untrained_colorizer(tmp_path_factory) -> Path:
+    """A run folder with an untrained (seeded) Style2paints generator that records the random VGG19 fc1."""
+    from pipelines.models.style2paints import Style2PaintsGenerator
+    import pipelines.models.vgg as vgg
+    from pipelines.models.weights import save_generator
+
+    out = tmp_path_factory.mktemp("colorizer")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, out,
+                       meta={"vgg_weights": "random", "vgg_fingerprint": vgg.build_vgg_fc1("random").fingerprint()})
+    return out

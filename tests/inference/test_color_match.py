@@ -55,22 +55,8 @@ def test_a_flat_output_and_off_and_an_unknown_mode():
         match_colors(grey, ref, "lut")
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    import torch
-
-    from pipelines.models.style2paints import Style2PaintsGenerator
-    from pipelines.models.vgg import build_vgg_fc1
-    from pipelines.models.weights import save_generator
-
-    out = tmp_path_factory.mktemp("colorizer")
-    torch.manual_seed(1)
-    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, out,
-                   meta={"vgg_weights": "random", "vgg_fingerprint": build_vgg_fc1("random").fingerprint()})
-    return out
-
-
-def test_colorize_match_colors_follows_each_reference_and_keeps_the_lines(weights, tmp_path):
+def test_colorize_match_colors_follows_each_reference_and_keeps_the_lines(untrained_colorizer, tmp_path):
+    weights = untrained_colorizer
     from pipelines.data.sketches import xdog
 
     from conftest import anime_like

@@ -24,12 +24,8 @@ from pipelines.data.sketches import xdog
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("colorizer")
-    torch.manual_seed(1)
-    save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, out,
-                   meta={"vgg_weights": "random", "vgg_fingerprint": vgg.build_vgg_fc1("random").fingerprint()})
-    return out
+def weights(untrained_colorizer) -> Path:
+    return untrained_colorizer
 
 
 def _sketch(name: str = "chelsea", size: int = 80) -> np.ndarray:
