@@ -18,8 +18,8 @@ image_size x 1.5), their sketches made with the default XDoG (`pipelines.evaluat
 - spread: how much one sketch's outputs differ between references (levels); lines: output darkness on the lines.
 
 Each network (untrained and trained) is measured with each `--match` setting of `colorize --match-colors` (the
-colours matched to the reference's after the network). The untrained network is the baseline in the same run, and two ceilings made with what no colorizer is given:
-each sketch's own illustration (the answer), recoloured towards the reference: `Lab ceiling` (Reinhard et al.'s
+colours matched to the reference's after the network). The untrained network is the baseline in the same run,
+and two ceilings made with what no colorizer is given: each sketch's own illustration (the answer), recoloured towards the reference: `Lab ceiling` (Reinhard et al.'s
 mean and deviation per CIELAB channel) and `hist. ceiling` (each RGB channel's histogram matched to the
 reference's, scikit-image's `match_histograms`). They say what the figures can be for a given set: an output with
 every colour statistic of the first kind right, on the answer's own layout, scores what `Lab ceiling` scores.
