@@ -46,8 +46,8 @@ def colorize_cmd(
     """Colour line-art sketches in the colours of a reference image, with a Style2paints model.
 
     Any size, grayscale, RGBA or white-on-black sketches; outputs keep each sketch's name, are written
-    atomically and never over an input; an output newer than its sketch, reference and weights is
-    skipped, so a stopped run resumes.
+    atomically and never over an input; an output made from the same sketch, reference, weights and
+    options is skipped, so a stopped run resumes and a changed option redoes what it changes.
     """
     from pipelines.inference.colorize import ColorizeOptions, colorize
 

@@ -67,8 +67,8 @@ def stylize_cmd(
     """Stylize images, folders and videos with a trained generator.
 
     Outputs keep each input's name (videos become .mp4 unless their container holds H.264) and are
-    written atomically; an output newer than its input and the weights is skipped, so a stopped
-    run resumes. Video keeps its frame times and its audio, and is stabilized against flicker
+    written atomically; an output made from the same input, weights and options is skipped, so a
+    stopped run resumes and a changed option redoes what it changes. Video keeps its frame times and its audio, and is stabilized against flicker
     (--stabilize).
     """
     from pipelines.inference.stylize import StylizeOptions, stylize

@@ -10,15 +10,17 @@
   `keep_lines` (the default), the sketch's own lines are multiplied over it at full resolution, so the
   lines a user drew survive exactly. Padding to the network's multiple is white paper, cropped off.
 - Batches: sketches of equal size with the same reference run together, `batch_size` at a time.
-- Nothing is lost: outputs are written atomically, never over an input; an output newer than its
-  sketch, its reference and the weights is skipped (a killed run goes on where it stopped), unreadable
-  sketches are reported one line each and the rest colored (exit 1).
+- Nothing is lost: outputs are written atomically, never over an input; an output made from the same sketch,
+  reference, weights content and pixel-changing options (`made_with`'s record) is skipped, so a killed run
+  goes on where it stopped and a run with another `--match-colors` or reference redoes what it changes;
+  unreadable sketches are reported one line each and the rest colored (exit 1).
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from ..fileio import is_image_path, iter_files, read_image, remove_stale_tempora
 from ..progress import Reporter, plural
 from .color_match import MATCH_CHOICES, match_colors
 from .engine import CHECK_SIDE, emulated_precision_warning, precision_verdict, resolve_device, resolve_precision
+from .made_with import MadeWith, input_signature, recipe_key, weights_sha256
 from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weights, select_jobs, write_failed
 
 INVERT_CHOICES = ("auto", "on", "off")
@@ -153,8 +156,6 @@ def load_style_network(info: dict, weights: Path, spec: str | None, log) -> torc
 def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: Reporter | None = None) -> ColorizeSummary:
     """Colour every sketch under `inputs` into `options.out_dir`. See the module docstring."""
     from ..models.weight_files import weights_fingerprint
-    from ..models.weights import load_colorizer
-    from .onnx_engine import OnnxColorizer, is_onnx_file, onnx_device
 
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
@@ -178,12 +179,56 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
             reporter.warn(str(exc))
             summary.failed += 1
     jobs = [j for j in jobs if j.src in paired]
-    newest = lambda job: max(weights_mtime, paired[job.src].stat().st_mtime)  # noqa: E731
-    todo = [(j, paired[j.src]) for j in select_jobs(jobs, options.overwrite, newest, reporter, summary)]
+    made = MadeWith(Path(options.out_dir))
+    key_of = _recipe_keys(weights, options, paired)
+
+    def newest(job: _Job) -> float:  # the old rule's date to beat, in output folders from before the record
+        try:
+            return max(weights_mtime, paired[job.src].stat().st_mtime)
+        except OSError:
+            return float("inf")  # the reference is gone: redone, and failing with one line
+
+    fresh = lambda job: made.fresh(job.src, job.dst, key_of(job), newest(job))  # noqa: E731
+    todo = [(j, paired[j.src]) for j in select_jobs(jobs, options.overwrite, newest, reporter, summary, fresh=fresh)]
     summary.weights = weights
     if not todo:
         summary.seconds = time.perf_counter() - t0
         return _finish(summary)
+    try:
+        _load_and_colorize(todo, weights, options, reporter, summary, lambda job: made.add(job.src, job.dst, key_of(job)))
+    finally:
+        made.flush()
+    summary.seconds = time.perf_counter() - t0
+    return _finish(summary)
+
+
+def _recipe_keys(weights: Path, options: ColorizeOptions, paired: dict[Path, Path]) -> Callable[[_Job], str]:
+    """`key_of(job)`: the `made_with` key of a sketch's output: the weights' content, the options that change its
+    pixels, and its reference (path, size and modification time: another reference or an edited one redoes it)."""
+    sha = weights_sha256(weights)
+    pixels = {"command": "colorize", "keep_lines": options.keep_lines, "match_colors": options.match_colors,
+              "invert": options.invert, "max_side": options.max_side, "precision": options.precision,
+              "vgg_weights": options.vgg_weights}
+    keys: dict[Path, str] = {}
+
+    def key_of(job: _Job) -> str:
+        ref = paired[job.src]
+        if ref not in keys:
+            try:
+                signature = [os.path.abspath(ref), *input_signature(ref)]
+            except OSError:
+                signature = None  # gone: its sketches are redone (and fail with one line each)
+            keys[ref] = recipe_key(sha, {**pixels, "reference": signature})
+        return keys[ref]
+
+    return key_of
+
+
+def _load_and_colorize(todo: list[tuple[_Job, Path]], weights: Path, options: ColorizeOptions, reporter: Reporter,
+                       summary: ColorizeSummary, made: Callable[[_Job], None]) -> None:
+    """Load the colorizer and its VGG19 and colour `todo`; `made(job)` notes each written output in the folder's record."""
+    from ..models.weights import load_colorizer
+    from .onnx_engine import OnnxColorizer, is_onnx_file, onnx_device
 
     device = resolve_device(options.device)
     channels_last = False
@@ -218,9 +263,7 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
     train_short_side = int(train_short_side) if isinstance(train_short_side, (int, float)) and 16 <= train_short_side <= 8192 else None
     if options.max_side is None and train_short_side:
         reporter.info(f"working scale: short side {train_short_side} px, as trained (--max-side to choose)")
-    _colorize_all(todo, model, vgg, device, options, reporter, summary, channels_last, dtype, train_short_side)
-    summary.seconds = time.perf_counter() - t0
-    return _finish(summary)
+    _colorize_all(todo, model, vgg, device, options, reporter, summary, channels_last, dtype, train_short_side, made)
 
 
 def _finish(summary: ColorizeSummary) -> ColorizeSummary:
@@ -281,7 +324,8 @@ def _precision_changes_output(model: torch.nn.Module, x: torch.Tensor, style: to
 
 def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: torch.nn.Module, device: torch.device,
                   options: ColorizeOptions, reporter: Reporter, summary: ColorizeSummary, channels_last: bool = False,
-                  dtype: torch.dtype = torch.float32, train_short_side: int | None = None) -> None:
+                  dtype: torch.dtype = torch.float32, train_short_side: int | None = None,
+                  made: Callable[[_Job], None] = lambda job: None) -> None:
     styles: dict[Path, torch.Tensor] = {}  # reference -> [1, 4096], computed once, in fp32
     palettes: dict[Path, np.ndarray] = {}  # reference -> [h, w, 3] uint8 (long side <= PALETTE_SIDE): what match_colors matches
     fell_back = False
@@ -344,6 +388,7 @@ def _colorize_all(todo: list[tuple[_Job, Path]], model: torch.nn.Module, vgg: to
                 if options.match_colors != "off":
                     colour = match_colors(colour, palettes[ref], options.match_colors)
                 write_image(job.dst, finish_colour(colour, lines, options.keep_lines))
+                made(job)
                 summary.done += 1
                 summary.outputs.append(job.dst)
             except (OSError, InputError) as exc:

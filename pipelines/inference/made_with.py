@@ -1,9 +1,11 @@
-"""What made each output: the record behind `stylize`'s "up to date".
+"""What made each output: the record behind `stylize`'s and `colorize`'s "up to date".
 
 An output is up to date only when it was made from the same input (size and modification time), by the same
 weights (their content's SHA-256, not the file's date: `cp -p` keeps a date) and with the same options that
-change pixels (`--max-side`, `--tile`, `--overlap`, `--precision`; for videos also `--start`, `--end`, `--crf`,
-`--preset`, `--chroma`, `--stabilize`). A video stylized with `--end 1` is then redone for the whole video.
+change pixels (stylize: `--max-side`, `--tile`, `--overlap`, `--precision`; for videos also `--start`, `--end`,
+`--crf`, `--preset`, `--chroma`, `--stabilize`; colorize: the reference, `--keep-lines`, `--match-colors`,
+`--invert`, `--max-side`, `--precision`, `--vgg-weights`). A video stylized with `--end 1` is then redone for the
+whole video.
 
 The record is `OUT/.animegan-made.json` (`{"version": 1, "outputs": {relative path: {"input": [size, mtime_ns],
 "recipe": key}}}`), written atomically under a lock, in batches (`MadeWith.flush`): an output whose entry a

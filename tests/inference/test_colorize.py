@@ -60,6 +60,29 @@ def test_colours_folders_keeping_structure_sizes_and_lines(sketches, weights, tm
     assert "0 colored, 2 up to date" in again.output  # resumable: finished outputs are skipped
 
 
+def test_a_changed_option_or_reference_redoes_only_what_it_changes(sketches, weights, tmp_path):
+    import os
+
+    out, ref = tmp_path / "out", tmp_path / "ref.jpg"
+    base = ("colorize", str(sketches), "-w", str(weights), "-o", str(out))
+    _cli(*base, "-r", str(ref))
+    first = read_image(out / "cat.png")
+    assert "0 colored, 2 up to date" in _cli(*base, "-r", str(ref)).output
+    # Another colour matching changes the pixels: redone, though the outputs are newer than every input.
+    res = _cli(*base, "-r", str(ref), "--match-colors", "lab")
+    assert "2 colored, 0 up to date" in res.output
+    assert not np.array_equal(read_image(out / "cat.png"), first)
+    assert "0 colored, 2 up to date" in _cli(*base, "-r", str(ref), "--match-colors", "lab").output
+    # Another reference file with an older date than the outputs: redone too.
+    other = tmp_path / "other.jpg"
+    write_image(other, skimage_photo("coffee", 96))
+    t = (out / "cat.png").stat().st_mtime - 100
+    os.utime(other, (t, t))
+    assert "2 colored, 0 up to date" in _cli(*base, "-r", str(other), "--match-colors", "lab").output
+    # A changed option that does not touch the pixels (the batch size) redoes nothing.
+    assert "0 colored, 2 up to date" in _cli(*base, "-r", str(other), "--match-colors", "lab", "--batch-size", "1").output
+
+
 def test_rgba_grayscale_and_white_on_black_sketches(weights, tmp_path):
     from PIL import Image
 
