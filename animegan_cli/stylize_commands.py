@@ -25,6 +25,12 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class OnnxBackend(str, Enum):
+    auto = "auto"
+    onnxruntime = "onnxruntime"
+    pytorch = "pytorch"
+
+
 class Preset(str, Enum):
     ultrafast = "ultrafast"
     superfast = "superfast"
@@ -44,7 +50,7 @@ class Chroma(str, Enum):
 
 def stylize_cmd(
     inputs: list[Path] = typer.Argument(..., help="Image files, folders (recursive) and videos."),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Run folder, exported .safetensors, community AnimeGANv2 .pt, or an ONNX generator (.onnx: our exports, AnimeGANv3's releases; run by ONNX Runtime). Default: the newest run under ./runs."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Run folder, exported .safetensors, community AnimeGANv2 .pt, or an ONNX generator (.onnx: our exports, AnimeGANv3's releases; see --onnx-backend). Default: the newest run under ./runs."),
     out: Path = typer.Option(Path("stylized"), "--out", "-o", help="Output folder (folder inputs keep their structure under it)."),
     fmt: Optional[Fmt] = typer.Option(None, "--format", help="Image output format. Default: each input's own."),
     max_side: Optional[int] = typer.Option(None, "--max-side", min=16, help="Downscale first so the long side is at most this many pixels."),
@@ -54,6 +60,7 @@ def stylize_cmd(
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Images or frames of equal size per forward pass."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
     precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; checked against fp32 on the first image (fp32 when bf16 changes the output). ONNX graphs run in their own precision."),
+    onnx_backend: OnnxBackend = typer.Option(OnnxBackend.auto, "--onnx-backend", help="What runs an .onnx graph. auto: PyTorch on CPUs where its convolutions are faster (NNPACK on AVX2 CPUs; bf16 on CPUs with native bf16) for two images or more and for videos, checked against ONNX Runtime's output first; else ONNX Runtime."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="Video: H.264 constant rate factor (lower = better, larger)."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Video: x264 speed/size preset."),
     stabilize: float = typer.Option(0.7, "--stabilize", min=0.0, max=0.95, help="Video: how strongly each frame follows the previous result along the input's optical flow, where the flow is reliable (against flicker; cuts, occlusions and new content take the current frame). 0: frame by frame."),
@@ -78,7 +85,7 @@ def stylize_cmd(
         weights=weights, out_dir=out, format=fmt.value if fmt else None, max_side=max_side, tile=tile,
         overlap=overlap, batch_size=batch_size, device=device.value, precision=precision.value, crf=crf,
         preset=preset.value, start=start, end=end, overwrite=overwrite, max_memory=max_memory,
-        stabilize=stabilize, chroma=chroma.value,
+        stabilize=stabilize, chroma=chroma.value, onnx_backend=onnx_backend.value,
     )
     with RichReporter(quiet=quiet) as reporter:
         summary = run(lambda: stylize(inputs, opts, reporter))

@@ -47,6 +47,9 @@ PROBE_SIDE = 72  # probe sizes are odd multiples of m from about this side: larg
 SMALL_PROBE_SIDE = 16  # then the smallest size tried, which smaller inputs are padded up to when it runs
 _VALUE_PRESERVING = {"Transpose", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Cast", "Flatten"}
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+# PyTorch runs a graph in ONNX Runtime's place only when its fp32 output is this close to ONNX Runtime's (levels of
+# 255; measured 0.06 on the toolkit's AnimeGANv2 export at 528x528: the two sum in different orders).
+ONNX_AGREEMENT_LEVELS = 1.0
 
 
 @dataclass
@@ -202,6 +205,8 @@ class OnnxEngine(Sizing):
         self.path = Path(path)
         data = read_graph_bytes(self.path)
         self.session = open_session(self.path, data, device, threads)
+        self.backend = "onnxruntime"  # or "pytorch" after `use_pytorch`
+        self._forward: Callable[[GraphContract, np.ndarray], np.ndarray] = self._ort_forward
         # ONNX Runtime falls back to the CPU when its CUDA provider cannot start: say where it runs.
         device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
@@ -297,8 +302,7 @@ class OnnxEngine(Sizing):
             a = (a + 1.0) * ((hi - lo) / 2.0) + lo
         if c.layout == "NHWC":
             a = a.transpose(0, 2, 3, 1)
-        y = self.session.run([c.output_name], {c.input_name: np.ascontiguousarray(a, dtype=c.dtype)})[0]
-        y = np.asarray(y, dtype=np.float32)
+        y = np.asarray(self._forward(c, np.ascontiguousarray(a, dtype=c.dtype)), dtype=np.float32)
         if y.ndim != 4:
             raise ValueError(f"output of rank {y.ndim}")
         if c.layout == "NHWC":
@@ -307,10 +311,74 @@ class OnnxEngine(Sizing):
             y = (y - lo) * (2.0 / (hi - lo)) - 1.0
         return y
 
+    def _ort_forward(self, c: GraphContract, a: np.ndarray) -> np.ndarray:
+        # a: the graph's own input (layout, range, dtype) -> its first image output
+        return self.session.run([c.output_name], {c.input_name: a})[0]
+
+    # ---- PyTorch instead of ONNX Runtime ------------------------------------------------------------
+
+    def use_pytorch(self, sample: np.ndarray, precision: str = "auto") -> str:
+        """Run the graph with PyTorch from now on (`onnx_torch.TorchGraph`, on the CPU: NNPACK convolutions where
+        they pay off, bf16 where the CPU computes it natively and `precision` is auto), after checking on `sample`
+        (`[H, W, 3]` uint8, scaled to engine.CHECK_SIDE) that its output is ONNX Runtime's within
+        ONNX_AGREEMENT_LEVELS. Returns the line to say; raises `onnx_torch.UnsupportedGraph` (ONNX Runtime stays)
+        when the graph cannot run there or the outputs differ."""
+        import torch
+
+        from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
+        from .engine import check_sample, precision_verdict
+        from .onnx_torch import UnsupportedGraph, torch_graph
+
+        if self.device != "cpu" or self.contract.dtype != np.float32:
+            raise UnsupportedGraph("PyTorch runs float32 graphs on the CPU here")
+        graph = torch_graph(read_graph_bytes(self.path))
+        tune_allocator()
+        nnpack = accelerate(graph)
+        x = self.to_input(check_sample(sample))  # [1, 3, h, w] float32 in [-1, 1]
+        exact_ort = self.run(x)
+
+        def forward_with(dtype: torch.dtype) -> Callable[[GraphContract, np.ndarray], np.ndarray]:
+            def forward(c: GraphContract, a: np.ndarray) -> np.ndarray:
+                t = torch.from_numpy(a)
+                with torch.inference_mode():
+                    if dtype == torch.float32:
+                        return graph(t).float().numpy()
+                    with torch.autocast("cpu", dtype=dtype):
+                        return graph(t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t).float().numpy()
+            return forward
+
+        self._forward = forward_with(torch.float32)
+        try:
+            exact = self.run(x)
+        except Exception as exc:  # noqa: BLE001 - an operation this engine got wrong for the graph's shapes
+            self._forward = self._ort_forward
+            raise UnsupportedGraph(f"it failed under PyTorch ({_first_line(exc)})") from None
+        levels = float(np.abs(exact - exact_ort).max()) * 127.5
+        if not levels <= ONNX_AGREEMENT_LEVELS:
+            self._forward = self._ort_forward
+            raise UnsupportedGraph(f"its output under PyTorch differs from ONNX Runtime's by up to {levels:.1f} levels")
+        note = ""
+        dtype = "fp32"
+        if precision == "auto" and native_cpu_bf16() and not nnpack:
+            graph.to(memory_format=torch.channels_last)
+            self._forward = forward_with(torch.bfloat16)
+            verdict = precision_verdict(torch.from_numpy(self.run(x)), torch.from_numpy(exact), torch.bfloat16, "graph")
+            if verdict:
+                graph.to(memory_format=torch.contiguous_format)
+                self._forward = forward_with(torch.float32)
+                note = f"; {verdict}"
+            else:
+                dtype = "bf16"
+        self.backend = "pytorch"
+        self._label = f"pytorch {dtype} on the CPU" + (f" ({nnpack} convolutions through NNPACK)" if nnpack else "")
+        return f"ONNX graph run by PyTorch (faster than ONNX Runtime on this CPU; its output checked against ONNX Runtime's: {levels:.2f} levels at most){note}"
+
     # ---- running ---------------------------------------------------------------------------------
 
     @property
     def label(self) -> str:
+        if self.backend == "pytorch":
+            return self._label
         return f"onnxruntime {np.dtype(self.contract.dtype).name.replace('float', 'fp')} ({self.provider})"
 
     @staticmethod
@@ -339,7 +407,8 @@ class OnnxEngine(Sizing):
         try:
             outs = [self._session_run(c, np.ascontiguousarray(a[i:i + limit])) for i in range(0, n, limit)]
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
-            raise AnimeganError(f"{self.path}: ONNX Runtime failed on a {pw}x{ph} input ({_first_line(exc)})") from None
+            runner = "PyTorch" if self.backend == "pytorch" else "ONNX Runtime"
+            raise AnimeganError(f"{self.path}: {runner} failed on a {pw}x{ph} input ({_first_line(exc)})") from None
         y = np.concatenate(outs) if len(outs) > 1 else outs[0]
         return np.clip(y[:, :, :h, :w], -1.0, 1.0)
 

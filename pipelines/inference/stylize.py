@@ -70,6 +70,7 @@ class StylizeOptions:
     runs_dir: Path = Path("runs")
     fast_cpu: bool = True  # NNPACK convolutions on CPU when available
     max_memory: float | None = None  # GiB for activations and tiling buffers; None: from the machine
+    onnx_backend: str = "auto"  # an .onnx graph's engine: auto | onnxruntime | pytorch (`_onnx_backend`)
 
 
 @dataclass
@@ -291,6 +292,17 @@ def _make_engine(weights: Path, todo: list[_Job], options: StylizeOptions, repor
     if is_onnx_file(weights):
         device = onnx_device(weights, options.precision, options.device)
         onnx_engine = OnnxEngine(weights, device, tile=options.tile, overlap=options.overlap, memory_budget=memory_budget)
+        if _onnx_backend(options, onnx_engine.device, todo) == "pytorch":
+            from .onnx_torch import UnsupportedGraph
+
+            try:
+                reporter.info(onnx_engine.use_pytorch(_check_image(todo, options), options.precision))
+            except UnsupportedGraph as exc:
+                line = f"{weights}: runs on ONNX Runtime: PyTorch cannot run it here ({exc})"
+                if options.onnx_backend == "pytorch":  # asked for: a warning; chosen by auto: for information
+                    reporter.warn(line)
+                else:
+                    reporter.info(line)
         reporter.info(f"weights {weights} ({onnx_engine.contract.describe()}), {onnx_engine.label}")
         return onnx_engine
 
@@ -310,12 +322,7 @@ def _make_engine(weights: Path, todo: list[_Job], options: StylizeOptions, repor
     if options.precision == "auto" and dtype != torch.float32:
         # A reduced precision chosen for speed must not change what the model draws: checked once, on the first
         # image (or a sample photo when only videos were given), before anything is written.
-        first = next((j for j in todo if not j.video), None)
-        try:
-            sample = _load(first, options.max_side) if first is not None else _sample_photo()
-        except InputError:  # reported when its turn comes
-            sample = _sample_photo()
-        fallback = engine.check_precision(sample)
+        fallback = engine.check_precision(_check_image(todo, options))
         if fallback:
             reporter.info(fallback)
     reporter.info(f"weights {loaded.source} ({loaded.arch}), device {device}, precision {str(engine.dtype).replace('torch.', '')}")
@@ -326,6 +333,39 @@ def _finish(summary: StylizeSummary, reporter: Reporter) -> StylizeSummary:
     if summary.failed:
         raise PartialFailure(f"{summary.failed} input(s) failed; {summary.done} stylized, {summary.skipped} skipped")
     return summary
+
+
+ONNX_BACKENDS = ("auto", "onnxruntime", "pytorch")
+# `auto` runs an ONNX graph with PyTorch from this many images up (or for any video): PyTorch's import (0.8 s on an
+# AVX-512 EPYC, 2.4-2.9 s on an AVX2 one) costs more than it saves on one 512x512 photo (docs/benchmarks.md).
+PYTORCH_FROM_IMAGES = 2
+
+
+def _onnx_backend(options: StylizeOptions, device: str, todo: list[_Job]) -> str:
+    """Which engine runs an ONNX graph: the user's choice, else (`auto`) PyTorch on a CPU where its convolutions
+    beat ONNX Runtime's (NNPACK on AVX2 CPUs; bf16 on CPUs that compute it natively, with `--precision auto`) and
+    the job is large enough to pay for importing it; ONNX Runtime otherwise."""
+    if options.onnx_backend not in ONNX_BACKENDS:
+        raise InputError(None, f"--onnx-backend must be one of {', '.join(ONNX_BACKENDS)}, not {options.onnx_backend!r}")
+    if options.onnx_backend != "auto":
+        return options.onnx_backend
+    if device != "cpu" or not options.fast_cpu:
+        return "onnxruntime"
+    if not any(j.video for j in todo) and sum(1 for j in todo if not j.video) < PYTORCH_FROM_IMAGES:
+        return "onnxruntime"
+    from ..models.cpu_speed import native_cpu_bf16, nnpack_pays_off
+
+    return "pytorch" if nnpack_pays_off() or (native_cpu_bf16() and options.precision == "auto") else "onnxruntime"
+
+
+def _check_image(todo: list[_Job], options: StylizeOptions) -> np.ndarray:
+    """The image an engine is checked on before anything is written (`[H, W, 3]` uint8): the first image of the
+    job, or a sample photo when only videos were given (or the first image cannot be read: reported in its turn)."""
+    first = next((j for j in todo if not j.video), None)
+    try:
+        return _load(first, options.max_side) if first is not None else _sample_photo()
+    except InputError:
+        return _sample_photo()
 
 
 def _sample_photo() -> np.ndarray:
