@@ -20,8 +20,10 @@ Tiling: large images are stylized in blended tiles like the PyTorch engine's, bu
 layers cannot be given the whole image's statistics, so each tile is normalized on its own (for
 GroupNorm/InstanceNorm generators tiles can differ slightly in tone; a larger `--max-memory` means fewer tiles).
 
-No PyTorch: `stylize --weights model.onnx` on images never imports it (its import is about 1.3 s, a third of a
+No PyTorch: `stylize --weights model.onnx` run by ONNX Runtime never imports it (its import is about 1.3 s, a third of a
 four-photo run, and its idle OpenMP threads compete with ONNX Runtime's). Devices are the strings "cpu"/"cuda".
+`use_pytorch` hands the running to `onnx_torch.TorchGraph` on CPUs where PyTorch's convolutions are faster (stylize
+decides when); the contract, padding and tiling stay this engine's, and ONNX Runtime's output is the check.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 
 from ..errors import AnimeganError, InputError
 from ..fileio import read_regular_file
+from ..progress import plural
 from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, DEVICES, Sizing, device_type
 from .tile_blend import blend_tiles, tile_spans
 
@@ -366,12 +369,12 @@ class OnnxEngine(Sizing):
             if verdict:
                 graph.to(memory_format=torch.contiguous_format)
                 self._forward = forward_with(torch.float32)
-                note = f"; {verdict}"
+                note = "; " + verdict.replace(" (choose with --precision)", "")  # a graph's precision is not the user's to choose
             else:
                 dtype = "bf16"
         self.backend = "pytorch"
-        self._label = f"pytorch {dtype} on the CPU" + (f" ({nnpack} convolutions through NNPACK)" if nnpack else "")
-        return f"ONNX graph run by PyTorch (faster than ONNX Runtime on this CPU; its output checked against ONNX Runtime's: {levels:.2f} levels at most){note}"
+        self._label = f"pytorch {dtype} on the CPU" + (f" ({plural(nnpack, 'convolution')} through NNPACK)" if nnpack else "")
+        return f"ONNX graph run by PyTorch (its output checked against ONNX Runtime's: {levels:.2f} levels apart at most){note}"
 
     # ---- running ---------------------------------------------------------------------------------
 

@@ -473,6 +473,24 @@ def _range(i, a):
     return torch.arange(start, limit, delta, dtype=i[0].dtype)
 
 
+def _pool(kind: str):
+    def run(i, a):
+        x = i[0]
+        if x.dim() != 4 or a.get("auto_pad", "NOTSET") != "NOTSET" or any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise UnsupportedGraph(f"{kind} other than 2-D with explicit padding")
+        k, st = a["kernel_shape"], a.get("strides", [1, 1])
+        pads = a.get("pads", [0, 0, 0, 0])
+        if kind == "MaxPool":
+            x = F.pad(x, (pads[1], pads[3], pads[0], pads[2]), value=float("-inf"))
+            return F.max_pool2d(x, k, st, ceil_mode=bool(a.get("ceil_mode", 0)))
+        if pads[0] == pads[2] and pads[1] == pads[3] and 2 * max(pads[0], pads[1]) <= min(k):
+            return F.avg_pool2d(x, k, st, (pads[0], pads[1]), ceil_mode=bool(a.get("ceil_mode", 0)),
+                                count_include_pad=bool(a.get("count_include_pad", 0)))
+        raise UnsupportedGraph("AveragePool with uneven or large padding")
+
+    return run
+
+
 def _variadic(f):
     def run(i, a):
         out = i[0]
@@ -512,6 +530,10 @@ def _resize(i, a, opset: int):
         raise UnsupportedGraph(f"Resize mode {mode} / {ctm}")
     out_h, out_w = sizes[2], sizes[3]
     if mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel") and out_h > 1 and out_w > 1:
+        # Source coordinates are (d + 0.5) / scale - 0.5 with the scale as given (not out/in) when scales are.
+        if scales is not None:
+            return F.interpolate(x, scale_factor=(sh, sw), mode="bilinear", align_corners=False,
+                                 recompute_scale_factor=False)
         return F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=False)
     if mode == "linear" and ctm == "align_corners":
         return F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=True)
@@ -589,6 +611,10 @@ OPS: dict[str, Callable[..., Any]] = {
     "Range": _range, "DepthToSpace": _depth_to_space, "SpaceToDepth": _space_to_depth,
     "ReduceMean": _reduce(torch.mean, 18), "ReduceSum": _reduce(torch.sum, 13), "ReduceMax": _reduce(_amax, 18),
     "ReduceMin": _reduce(_amin, 18), "Softmax": _softmax, "Gemm": _gemm,
+    "GlobalAveragePool": lambda i, a: i[0].mean(dim=tuple(range(2, i[0].dim())), keepdim=True),
+    "GlobalMaxPool": lambda i, a: i[0].amax(dim=tuple(range(2, i[0].dim())), keepdim=True),
+    "MaxPool": _pool("MaxPool"), "AveragePool": _pool("AveragePool"),
+    "Einsum": lambda i, a: torch.einsum(a["equation"], *i),
     "InstanceNormalization": _instance_norm, "BatchNormalization": _batch_norm, "Resize": _resize,
     # Conv and ConvTranspose are modules (TorchGraph._conv), so NNPACK, channels_last and autocast reach them.
     "Conv": None, "ConvTranspose": None,
