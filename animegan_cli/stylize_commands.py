@@ -60,7 +60,7 @@ def stylize_cmd(
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Images or frames of equal size per forward pass."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
     precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; checked against fp32 on the first image (fp32 when bf16 changes the output). ONNX graphs run in their own precision."),
-    onnx_backend: OnnxBackend = typer.Option(OnnxBackend.auto, "--onnx-backend", help="What runs an .onnx graph. auto: PyTorch on CPUs where its convolutions are faster (NNPACK on AVX2 CPUs; bf16 on CPUs with native bf16) for two images or more and for videos, checked against ONNX Runtime's output first; else ONNX Runtime."),
+    onnx_backend: OnnxBackend = typer.Option(OnnxBackend.auto, "--onnx-backend", help="What runs an .onnx graph. auto: PyTorch on CPUs where its convolutions are faster (NNPACK on AVX2 CPUs; bf16 on CPUs with native bf16) for videos and for image jobs that would take ONNX Runtime 8 s or more, checked against ONNX Runtime's output first; else ONNX Runtime."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="Video: H.264 constant rate factor (lower = better, larger)."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Video: x264 speed/size preset."),
     stabilize: float = typer.Option(0.7, "--stabilize", min=0.0, max=0.95, help="Video: how strongly each frame follows the previous result along the input's optical flow, where the flow is reliable (against flicker; cuts, occlusions and new content take the current frame). 0: frame by frame."),

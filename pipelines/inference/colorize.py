@@ -34,8 +34,9 @@ from ..data.references import square_reference
 from ..fileio import is_image_path, iter_files, read_image, remove_stale_temporaries, write_image
 from ..progress import Reporter, plural
 from .color_match import MATCH_CHOICES, match_colors
-from .engine import CHECK_SIDE, emulated_precision_warning, precision_verdict, resolve_device, resolve_precision
+from .engine import emulated_precision_warning, precision_verdict, resolve_device, resolve_precision
 from .made_with import MadeWith, input_signature, recipe_key, weights_sha256
+from .sizing import CHECK_SIDE
 from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weights, select_jobs, write_failed
 
 INVERT_CHOICES = ("auto", "on", "off")

@@ -17,14 +17,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InputError
 from ..models.cpu_speed import accelerate, emulated_bf16_warning, native_cpu_bf16, tune_allocator
-from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_CPU_TILE, DEFAULT_OVERLAP, DEVICES, HEAP_PEAK_FACTOR, Sizing
+from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_CPU_TILE, DEFAULT_OVERLAP, DEVICES, HEAP_PEAK_FACTOR, Sizing, check_sample
 from .tiling import stylize_tiled
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -32,10 +31,6 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # Mean absolute difference (levels of 255) above which an automatically chosen bf16/fp16 output is taken as
 # broken by the reduced precision; AnimeGANv2 in bf16 on CPU differs from fp32 by about 0.4 levels.
 REDUCED_PRECISION_TOLERANCE = 1.5
-# The precision check compares the two precisions on the first image scaled to this long side: large enough
-# for every layer of the generators to see real content, small enough that its fp32 pass costs little
-# (AnimeGANv2 at 160 px: about 0.07 s on 2 cores, against 0.19 s at 256 px).
-CHECK_SIDE = 160
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,15 +61,6 @@ def emulated_precision_warning(name: str, device: torch.device) -> str | None:
     if name != "bf16" or device.type != "cpu" or (line := emulated_bf16_warning("--precision bf16")) is None:
         return None
     return line + " (--precision auto picks fp32 on this CPU)"
-
-
-def check_sample(rgb: np.ndarray, side: int = CHECK_SIDE) -> np.ndarray:
-    """`rgb` (`[H, W, 3]` uint8) scaled down so that its long side is at most `side` (never below 16 px)."""
-    h, w = rgb.shape[:2]
-    s = min(1.0, side / max(h, w))
-    if s >= 1:
-        return rgb
-    return cv2.resize(rgb, (max(16, round(w * s)), max(16, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def uint8_to_input(rgb: np.ndarray, device: torch.device, channels_last: bool = False) -> torch.Tensor:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ import numpy as np
 from ..errors import AnimeganError, InputError
 from ..fileio import read_regular_file
 from ..progress import plural
-from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, DEVICES, Sizing, device_type
+from .sizing import BYTES_PER_PIXEL_FP32, DEFAULT_OVERLAP, DEVICES, Sizing, check_sample, device_type
 from .tile_blend import blend_tiles, tile_spans
 
 # Protobuf cannot hold more than 2 GiB; a larger ".onnx" is not a self-contained graph.
@@ -209,6 +210,7 @@ class OnnxEngine(Sizing):
         data = read_graph_bytes(self.path)
         self.session = open_session(self.path, data, device, threads)
         self.backend = "onnxruntime"  # or "pytorch" after `use_pytorch`
+        self._reference: tuple[np.ndarray, np.ndarray] | None = None  # ONNX Runtime's output on the check sample
         self._forward: Callable[[GraphContract, np.ndarray], np.ndarray] = self._ort_forward
         # ONNX Runtime falls back to the CPU when its CUDA provider cannot start: say where it runs.
         device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
@@ -320,16 +322,25 @@ class OnnxEngine(Sizing):
 
     # ---- PyTorch instead of ONNX Runtime ------------------------------------------------------------
 
+    def reference_run(self, sample: np.ndarray) -> float:
+        """Run ONNX Runtime on `sample` (`[H, W, 3]` uint8) scaled to sizing.CHECK_SIDE and keep its output, the
+        reference `use_pytorch` checks against. Returns the seconds it took per pixel of the scaled sample: what
+        stylize scales to a whole job to decide whether PyTorch would pay for its import."""
+        x = self.to_input(check_sample(sample))  # [1, 3, h, w] float32 in [-1, 1]
+        t0 = time.perf_counter()
+        self._reference = (x, self.run(x))
+        return (time.perf_counter() - t0) / (x.shape[2] * x.shape[3])
+
     def use_pytorch(self, sample: np.ndarray, precision: str = "auto") -> str:
         """Run the graph with PyTorch from now on (`onnx_torch.TorchGraph`, on the CPU: NNPACK convolutions where
         they pay off, bf16 where the CPU computes it natively and `precision` is auto), after checking on `sample`
-        (`[H, W, 3]` uint8, scaled to engine.CHECK_SIDE) that its output is ONNX Runtime's within
+        (`[H, W, 3]` uint8, scaled to sizing.CHECK_SIDE) that its output is ONNX Runtime's within
         ONNX_AGREEMENT_LEVELS. Returns the line to say; raises `onnx_torch.UnsupportedGraph` (ONNX Runtime stays)
         when the graph cannot run there or the outputs differ."""
         import torch
 
         from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
-        from .engine import check_sample, precision_verdict
+        from .engine import precision_verdict
         from .onnx_torch import UnsupportedGraph, torch_graph
 
         if self.device != "cpu" or self.contract.dtype != np.float32:
@@ -337,8 +348,9 @@ class OnnxEngine(Sizing):
         graph = torch_graph(read_graph_bytes(self.path))
         tune_allocator()
         nnpack = accelerate(graph)
-        x = self.to_input(check_sample(sample))  # [1, 3, h, w] float32 in [-1, 1]
-        exact_ort = self.run(x)
+        if self._reference is None:
+            self.reference_run(sample)
+        x, exact_ort = self._reference  # type: ignore[misc]
 
         def forward_with(dtype: torch.dtype) -> Callable[[GraphContract, np.ndarray], np.ndarray]:
             def forward(c: GraphContract, a: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -285,18 +286,19 @@ def _run_jobs(todo: list[_Job], weights: Path, options: StylizeOptions, reporter
 
 
 def _make_engine(weights: Path, todo: list[_Job], options: StylizeOptions, reporter: Reporter) -> Engine | OnnxEngine:
-    """The engine for `weights`: ONNX Runtime for an .onnx graph, PyTorch for everything else (with the
-    reduced-precision check of `--precision auto`). Says in one line what runs where. An ONNX graph's path never
-    imports PyTorch."""
+    """The engine for `weights`: ONNX Runtime for an .onnx graph (run by PyTorch where `_onnx_backend` says so),
+    PyTorch for everything else (with the reduced-precision check of `--precision auto`). Says in one line what runs
+    where. An ONNX graph left to ONNX Runtime never imports PyTorch."""
     memory_budget = int(options.max_memory * 2**30) if options.max_memory else None
     if is_onnx_file(weights):
         device = onnx_device(weights, options.precision, options.device)
         onnx_engine = OnnxEngine(weights, device, tile=options.tile, overlap=options.overlap, memory_budget=memory_budget)
-        if _onnx_backend(options, onnx_engine.device, todo) == "pytorch":
+        sample = functools.cache(lambda: _check_image(todo, options))  # read once, and only when needed
+        if _onnx_backend(options, onnx_engine, todo, sample) == "pytorch":
             from .onnx_torch import UnsupportedGraph
 
             try:
-                reporter.info(onnx_engine.use_pytorch(_check_image(todo, options), options.precision))
+                reporter.info(onnx_engine.use_pytorch(sample(), options.precision))
             except UnsupportedGraph as exc:
                 line = f"{weights}: runs on ONNX Runtime: PyTorch cannot run it here ({exc})"
                 if options.onnx_backend == "pytorch":  # asked for: a warning; chosen by auto: for information
@@ -336,26 +338,60 @@ def _finish(summary: StylizeSummary, reporter: Reporter) -> StylizeSummary:
 
 
 ONNX_BACKENDS = ("auto", "onnxruntime", "pytorch")
-# `auto` runs an ONNX graph with PyTorch from this many images up (or for any video): PyTorch's import (0.8 s on an
-# AVX-512 EPYC, 2.4-2.9 s on an AVX2 one) costs more than it saves on one 512x512 photo (docs/benchmarks.md).
-PYTORCH_FROM_IMAGES = 2
+# `auto` runs an ONNX graph with PyTorch when ONNX Runtime would take at least this long for the job (its time on the
+# check image, per pixel, times the job's pixels), or for any video: PyTorch's import and the output check (2.3-3.2 s
+# on a 2-core AVX2 EPYC, about 1 s on an AVX-512 one) are then paid back by convolutions 1.7-1.8x faster (NNPACK) or
+# about 2.5x (native bf16). Measured (docs/benchmarks.md, eighteenth session): four 512x512 photos through an
+# AnimeGANv2 export (ONNX Runtime about 17 s) 1.22x faster on PyTorch; six photos of about 0.18 MP through a White-box
+# export (ONNX Runtime about 5 s) 1.18x slower.
+PYTORCH_FROM_ORT_SECONDS = 8.0
+# Below this many pixels in all (about four 512x512 photos) the job stays on ONNX Runtime without timing it.
+PYTORCH_FROM_PIXELS = 1_000_000
 
 
-def _onnx_backend(options: StylizeOptions, device: str, todo: list[_Job]) -> str:
+def _onnx_backend(options: StylizeOptions, engine: OnnxEngine, todo: list[_Job], sample: Callable[[], np.ndarray]) -> str:
     """Which engine runs an ONNX graph: the user's choice, else (`auto`) PyTorch on a CPU where its convolutions
-    beat ONNX Runtime's (NNPACK on AVX2 CPUs; bf16 on CPUs that compute it natively, with `--precision auto`) and
-    the job is large enough to pay for importing it; ONNX Runtime otherwise."""
+    beat ONNX Runtime's (NNPACK on AVX2 CPUs; bf16 on CPUs that compute it natively, with `--precision auto`) when
+    the job is large enough to pay for importing it (PYTORCH_FROM_ORT_SECONDS); ONNX Runtime otherwise."""
     if options.onnx_backend not in ONNX_BACKENDS:
         raise InputError(None, f"--onnx-backend must be one of {', '.join(ONNX_BACKENDS)}, not {options.onnx_backend!r}")
     if options.onnx_backend != "auto":
         return options.onnx_backend
-    if device != "cpu" or not options.fast_cpu:
+    if engine.device != "cpu" or not options.fast_cpu:
         return "onnxruntime"
-    if not any(j.video for j in todo) and sum(1 for j in todo if not j.video) < PYTORCH_FROM_IMAGES:
-        return "onnxruntime"
+    if not any(j.video for j in todo):
+        if _job_pixels(todo, options.max_side, PYTORCH_FROM_PIXELS) < PYTORCH_FROM_PIXELS:
+            return "onnxruntime"
+        per_pixel = engine.reference_run(sample())  # its output is kept: use_pytorch checks against it
+        enough = PYTORCH_FROM_ORT_SECONDS / per_pixel  # pixels that take ONNX Runtime that long
+        if _job_pixels(todo, options.max_side, enough) < enough:
+            return "onnxruntime"
     from ..models.cpu_speed import native_cpu_bf16, nnpack_pays_off
 
     return "pytorch" if nnpack_pays_off() or (native_cpu_bf16() and options.precision == "auto") else "onnxruntime"
+
+
+def _job_pixels(todo: list[_Job], max_side: int | None, enough: float) -> float:
+    """The pixels the job's images hold (after `--max-side`), from their headers, counted until `enough`. An image
+    whose header cannot be read counts as nothing (it fails with one line in its turn)."""
+    from PIL import Image
+
+    total = 0.0
+    for job in todo:
+        if job.video:
+            continue
+        try:
+            if not os.path.isfile(job.src):  # a FIFO or device would block the header read
+                continue
+            with Image.open(job.src) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - PIL raises many kinds for a damaged or foreign file
+            continue
+        s = min(1.0, max_side / max(w, h)) if max_side else 1.0
+        total += w * h * s * s
+        if total >= enough:
+            break
+    return total
 
 
 def _check_image(todo: list[_Job], options: StylizeOptions) -> np.ndarray:

@@ -21,6 +21,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from animegan_cli.app import app  # noqa: E402
+from pipelines.errors import InputError  # noqa: E402
 from pipelines.fileio import read_image  # noqa: E402
 import pipelines.inference.onnx_torch as onnx_torch  # noqa: E402
 from pipelines.inference.onnx_engine import OnnxEngine, open_session  # noqa: E402
@@ -261,15 +262,29 @@ def _backend(graph: Path, photos: int, tmp_path: Path, **options) -> tuple[str, 
 
 
 def test_auto_picks_pytorch_where_its_convolutions_are_faster_and_the_job_pays_for_it(tmp_path: Path, monkeypatch):
+    import pipelines.inference.stylize as st
     import pipelines.models.cpu_speed as cpu_speed
 
     graph = v3_like(tmp_path / "v3.onnx")
     monkeypatch.setattr(cpu_speed, "nnpack_pays_off", lambda: True)  # an AVX2 CPU
     monkeypatch.setattr(cpu_speed, "native_cpu_bf16", lambda: False)
-    assert _backend(graph, 2, tmp_path)[0] == "pytorch"
-    assert _backend(graph, 1, tmp_path)[0] == "onnxruntime"  # one photo: PyTorch's import would cost more
-    monkeypatch.setattr(cpu_speed, "nnpack_pays_off", lambda: False)  # an AVX-512 CPU without native bf16
+    assert _backend(graph, 2, tmp_path)[0] == "onnxruntime"  # two small photos: PyTorch's import would cost more
+    monkeypatch.setattr(st, "PYTORCH_FROM_PIXELS", 0)
+    monkeypatch.setattr(st, "PYTORCH_FROM_ORT_SECONDS", 1e6)  # ONNX Runtime's time on the job, from its check run
     assert _backend(graph, 3, tmp_path)[0] == "onnxruntime"
+    monkeypatch.setattr(st, "PYTORCH_FROM_ORT_SECONDS", 1e-6)
+    assert _backend(graph, 4, tmp_path)[0] == "pytorch"
+    # A video always pays for it (frames add up); on an AVX-512 CPU without native bf16 nothing does.
+    engine = OnnxEngine(graph, "cpu")
+    video = [st._Job(tmp_path / "clip.mp4", tmp_path / "o.mp4", True)]
+    sample = lambda: photo("chelsea", 40, 32)  # noqa: E731
+    monkeypatch.setattr(st, "PYTORCH_FROM_ORT_SECONDS", 1e6)
+    assert st._onnx_backend(StylizeOptions(), engine, video, sample) == "pytorch"
+    monkeypatch.setattr(cpu_speed, "nnpack_pays_off", lambda: False)
+    assert st._onnx_backend(StylizeOptions(), engine, video, sample) == "onnxruntime"
+    assert st._onnx_backend(StylizeOptions(onnx_backend="pytorch"), engine, [], sample) == "pytorch"
+    with pytest.raises(InputError, match="--onnx-backend must be one of"):
+        st._onnx_backend(StylizeOptions(onnx_backend="tvm"), engine, [], sample)
 
 
 def test_bf16_on_a_native_bf16_cpu_and_fp32_when_bf16_changes_the_output(tmp_path: Path, monkeypatch):
@@ -277,7 +292,7 @@ def test_bf16_on_a_native_bf16_cpu_and_fp32_when_bf16_changes_the_output(tmp_pat
 
     monkeypatch.setattr(cpu_speed, "nnpack_pays_off", lambda: False)
     monkeypatch.setattr(cpu_speed, "native_cpu_bf16", lambda: True)
-    kind, rep = _backend(v3_like(tmp_path / "v3.onnx"), 2, tmp_path)
+    kind, rep = _backend(v3_like(tmp_path / "v3.onnx"), 2, tmp_path, onnx_backend="pytorch")
     assert kind == "pytorch" and any("pytorch bf16" in m for m in (rep.infos + rep.warnings)), (rep.infos + rep.warnings)
     # A graph whose result is a small difference of two large values: bf16 (8 bits of mantissa) loses it.
     nodes = [helper.make_node("Conv", ["x", "wa", "ba"], ["big"], kernel_shape=[1, 1]),
@@ -287,7 +302,7 @@ def test_bf16_on_a_native_bf16_cpu_and_fp32_when_bf16_changes_the_output(tmp_pat
     wb = np.concatenate([np.eye(3), -np.eye(3)], axis=1).reshape(3, 6, 1, 1).astype(np.float32) / 1000
     fragile = _save(tmp_path / "fragile.onnx", nodes, [_init("wa", wa), _init("ba", ba), _init("wb", wb)], 13,
                     layout="NCHW")
-    kind, rep = _backend(fragile, 3, tmp_path)
+    kind, rep = _backend(fragile, 3, tmp_path, onnx_backend="pytorch")
     assert kind == "pytorch" and any("pytorch fp32" in m for m in (rep.infos + rep.warnings)), (rep.infos + rep.warnings)
     assert any("bfloat16 changes this graph's output" in m for m in rep.infos if "run by PyTorch" in m), rep.infos
 
