@@ -646,6 +646,13 @@ class TorchGraph(nn.Module):
             if op == "Split":
                 a["_outputs"] = len(outs)
             self.steps.append((op, ins, outs, a))
+        # A convolution's weights live in its module; kept twice they would double a large model's memory.
+        read = {n for op, ins, _, _ in self.steps if op not in ("Conv", "ConvTranspose") for n in ins} | {self.output_name}
+        for op, ins, _, _ in self.steps:
+            if op in ("Conv", "ConvTranspose"):
+                for n in ins[1:]:
+                    if n not in read:
+                        self.consts.pop(n, None)
         # Values no later node reads are dropped as the graph runs: large activations do not pile up.
         last_use: dict[str, int] = {}
         for k, (_, ins, _, _) in enumerate(self.steps):
@@ -708,10 +715,10 @@ class TorchGraph(nn.Module):
         values[self.input_name] = x
         values[""] = None
         for (op, ins, outs, a), free in zip(self.steps, self.free_after):
-            args = [values[n] for n in ins]
             if op in ("Conv", "ConvTranspose"):
-                result: Any = self._run_conv(a, args[0])
+                result: Any = self._run_conv(a, values[ins[0]])  # weights and bias: the module's
             else:
+                args = [values[n] for n in ins]
                 fn = OPS[op]
                 result = fn(args, a, self.opset) if getattr(fn, "wants_opset", False) else fn(args, a)
             if isinstance(result, tuple):
