@@ -1,12 +1,12 @@
 """`TorchGraph`: an ONNX image graph run by PyTorch, node by node, where PyTorch is the faster engine.
 
-Why: ONNX Runtime's CPU convolutions are plain im2col+GEMM in fp32. On CPUs whose best instruction set is
-AVX2, the toolkit's NNPACK (Winograd) path runs the same convolutions about twice as fast, and on CPUs with
-native bf16 oneDNN's bf16 kernels do (docs/benchmarks.md). AnimeGANv3's models ship only as ONNX files, so
+Why: ONNX Runtime's CPU convolutions are fp32 GEMM-based kernels (MLAS). On CPUs whose best instruction set is
+AVX2, the toolkit's NNPACK (Winograd) path runs the same convolutions 1.7-1.8x as fast (docs/benchmarks.md,
+eighteenth session), and on CPUs with native bf16 oneDNN's bf16 kernels are about twice as fast as fp32. AnimeGANv3's models ship only as ONNX files, so
 without this they would run at ONNX Runtime's speed whatever the CPU.
 
 What runs is this module's own PyTorch code for each operation in `OPS` (the ONNX operator specification's
-semantics, opsets 11 to 21); the file is read as data: its tensors and its node list. A graph with any other
+semantics, opset 11 on); the file is read as data: its tensors and its node list. A graph with any other
 operation, a subgraph, a non-float32 input, or more than one input is refused with `UnsupportedGraph`, and the
 caller keeps ONNX Runtime; the caller also compares the two engines' outputs once before trusting this one.
 Convolutions become `nn.Conv2d` modules so `cpu_speed.accelerate`, channels_last and autocast reach them as
