@@ -360,38 +360,48 @@ def _onnx_backend(options: StylizeOptions, engine: OnnxEngine, todo: list[_Job],
     if engine.device != "cpu" or not options.fast_cpu:
         return "onnxruntime"
     if not any(j.video for j in todo):
-        if _job_pixels(todo, options.max_side, PYTORCH_FROM_PIXELS) < PYTORCH_FROM_PIXELS:
+        pixels = _PixelCount(todo, options.max_side)
+        if not pixels.reaches(PYTORCH_FROM_PIXELS):
             return "onnxruntime"
         per_pixel = engine.reference_run(sample())  # its output is kept: use_pytorch checks against it
-        enough = PYTORCH_FROM_ORT_SECONDS / per_pixel  # pixels that take ONNX Runtime that long
-        if _job_pixels(todo, options.max_side, enough) < enough:
+        if not pixels.reaches(PYTORCH_FROM_ORT_SECONDS / per_pixel):  # pixels that take ONNX Runtime that long
             return "onnxruntime"
     from ..models.cpu_speed import native_cpu_bf16, nnpack_pays_off
 
     return "pytorch" if nnpack_pays_off() or (native_cpu_bf16() and options.precision == "auto") else "onnxruntime"
 
 
-def _job_pixels(todo: list[_Job], max_side: int | None, enough: float) -> float:
-    """The pixels the job's images hold (after `--max-side`), from their headers, counted until `enough`. An image
-    whose header cannot be read counts as nothing (it fails with one line in its turn)."""
+def _image_pixels(todo: list[_Job], max_side: int | None) -> Iterator[float]:
+    """The pixels of each of the job's images (after `--max-side`), read from their headers as they are asked for.
+    An image whose header cannot be read counts as nothing (it fails with one line in its turn)."""
     from PIL import Image
 
-    total = 0.0
     for job in todo:
-        if job.video:
+        if job.video or not os.path.isfile(job.src):  # a FIFO or device would block the header read
             continue
         try:
-            if not os.path.isfile(job.src):  # a FIFO or device would block the header read
-                continue
             with Image.open(job.src) as im:
                 w, h = im.size
         except Exception:  # noqa: BLE001 - PIL raises many kinds for a damaged or foreign file
             continue
         s = min(1.0, max_side / max(w, h)) if max_side else 1.0
-        total += w * h * s * s
-        if total >= enough:
-            break
-    return total
+        yield w * h * s * s
+
+
+class _PixelCount:
+    """How many pixels the job's images hold, read from their headers only as far as a question needs."""
+
+    def __init__(self, todo: list[_Job], max_side: int | None):
+        self._each = _image_pixels(todo, max_side)
+        self.total = 0.0
+
+    def reaches(self, enough: float) -> bool:
+        while self.total < enough:
+            n = next(self._each, None)
+            if n is None:
+                return False
+            self.total += n
+        return True
 
 
 def _check_image(todo: list[_Job], options: StylizeOptions) -> np.ndarray:
