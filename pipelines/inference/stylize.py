@@ -344,7 +344,7 @@ ONNX_BACKENDS = ("auto", "onnxruntime", "pytorch")
 # about 2.5x (native bf16). Measured (docs/benchmarks.md, eighteenth session): four 512x512 photos through an
 # AnimeGANv2 export (ONNX Runtime about 17 s) 1.22x faster on PyTorch; six photos of about 0.18 MP through a White-box
 # export (ONNX Runtime about 5 s) 1.18x slower.
-PYTORCH_FROM_ORT_SECONDS = 8.0
+PYTORCH_FROM_ORT_SECONDS = 8.0  # re-checked by bench/bench_onnx_backend.py
 # Below this many pixels in all (about four 512x512 photos) the job stays on ONNX Runtime without timing it.
 PYTORCH_FROM_PIXELS = 1_000_000
 
