@@ -31,15 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def best_of(f, n: int) -> float:
-    f()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from bench_cpu_kernels import best_of  # noqa: E402  (this folder is the script's: first on sys.path)
 
 
 def stylize_time(cmd: list[str], repeats: int) -> tuple[float, str]:
