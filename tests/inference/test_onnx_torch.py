@@ -288,6 +288,30 @@ def test_auto_picks_pytorch_where_its_convolutions_are_faster_and_the_job_pays_f
         st._onnx_backend(StylizeOptions(onnx_backend="tvm"), engine, [], sample)
 
 
+def test_the_jobs_pixels_come_from_headers_once_scaled_by_max_side_and_never_block(tmp_path: Path):
+    import os
+    import signal
+
+    import pipelines.inference.stylize as st
+
+    a = write(tmp_path / "a.png", photo("astronaut", 400, 300))
+    b = write(tmp_path / "b.jpg", photo("coffee", 200, 100))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    os.mkfifo(tmp_path / "pipe.png")  # opening it for its header would wait for a writer forever
+    jobs = [st._Job(p, tmp_path / "o" / p.name, False) for p in (a, tmp_path / "pipe.png", tmp_path / "broken.png", b)]
+    jobs.append(st._Job(tmp_path / "clip.mp4", tmp_path / "o.mp4", True))
+    count = st._PixelCount(jobs, None)
+    assert count.reaches(1000) and count.total == 400 * 300  # stops at the first image that is enough
+    signal.alarm(20)  # a regression would block on the FIFO: fail instead of hanging the suite
+    try:
+        assert count.reaches(400 * 300 + 200 * 100) and not count.reaches(10**9)
+    finally:
+        signal.alarm(0)
+    assert count.total == 400 * 300 + 200 * 100  # the FIFO, the damaged file and the video count nothing
+    scaled = st._PixelCount(jobs, 100)  # --max-side 100
+    assert not scaled.reaches(10**9) and scaled.total == pytest.approx(100 * 75 + 100 * 50)
+
+
 def test_bf16_on_a_native_bf16_cpu_and_fp32_when_bf16_changes_the_output(tmp_path: Path, monkeypatch):
     import pipelines.models.cpu_speed as cpu_speed
 
