@@ -305,11 +305,11 @@ def test_the_jobs_pixels_come_from_headers_once_scaled_by_max_side_and_never_blo
     signal.alarm(20)  # a regression would block on the FIFO: fail instead of hanging the suite
     try:
         assert count.reaches(400 * 300 + 200 * 100) and not count.reaches(10**9)
+        assert count.total == 400 * 300 + 200 * 100  # the FIFO, the damaged file and the video count nothing
+        scaled = st._PixelCount(jobs, 100)  # --max-side 100
+        assert not scaled.reaches(10**9) and scaled.total == pytest.approx(100 * 75 + 100 * 50)
     finally:
         signal.alarm(0)
-    assert count.total == 400 * 300 + 200 * 100  # the FIFO, the damaged file and the video count nothing
-    scaled = st._PixelCount(jobs, 100)  # --max-side 100
-    assert not scaled.reaches(10**9) and scaled.total == pytest.approx(100 * 75 + 100 * 50)
 
 
 def test_bf16_on_a_native_bf16_cpu_and_fp32_when_bf16_changes_the_output(tmp_path: Path, monkeypatch):
