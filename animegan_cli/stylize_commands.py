@@ -59,7 +59,7 @@ def stylize_cmd(
     overlap: int = typer.Option(64, "--overlap", min=0, max=512, help="Overlap between tiles in pixels (blended)."),
     batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, max=256, help="Images or frames of equal size per forward pass."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
-    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; checked against fp32 on the first image (fp32 when bf16 changes the output). ONNX graphs run in their own precision."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32; checked against fp32 on the first image (fp32 when bf16 changes the output). ONNX graphs: auto or fp32 (auto is bf16 only where PyTorch runs the graph on a CPU with native bf16)."),
     onnx_backend: OnnxBackend = typer.Option(OnnxBackend.auto, "--onnx-backend", help="What runs an .onnx graph. auto: PyTorch on CPUs where its convolutions are faster (NNPACK on AVX2 CPUs; bf16 on CPUs with native bf16) for videos and for image jobs that would take ONNX Runtime 8 s or more, checked against ONNX Runtime's output first; else ONNX Runtime."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="Video: H.264 constant rate factor (lower = better, larger)."),
     preset: Preset = typer.Option(Preset.medium, "--preset", help="Video: x264 speed/size preset."),
@@ -75,8 +75,8 @@ def stylize_cmd(
 
     Outputs keep each input's name (videos become .mp4 unless their container holds H.264) and are
     written atomically; an output made from the same input, weights and options is skipped, so a
-    stopped run resumes and a changed option redoes what it changes. Video keeps its frame times and its audio, and is stabilized against flicker
-    (--stabilize).
+    stopped run resumes and a changed option redoes what it changes. Video keeps its frame times
+    and its audio, and is stabilized against flicker (--stabilize).
     """
     from pipelines.inference.stylize import StylizeOptions, stylize
 
