@@ -117,9 +117,9 @@ _NUMPY = {1: "<f4", 2: "u1", 3: "i1", 4: "<u2", 5: "<i2", 6: "<i4", 7: "<i8", 9:
           12: "<u4", 13: "<u8"}
 
 
-def _tensor(buf: bytes) -> torch.Tensor:
-    """A TensorProto's values as a tensor (raw_data or the typed repeated fields; never external data)."""
-    f = _group(buf)
+def _tensor(f: dict[int, list[tuple[int, Any]]]) -> torch.Tensor:
+    """A TensorProto's values (its fields, `_group`ed) as a tensor: raw_data or the typed repeated fields, never
+    external data."""
     dims = _int_list(f.get(1, []))
     dtype = f[2][-1][1] if 2 in f else 0
     if dtype not in _NUMPY or dtype == 13 and 9 not in f:
@@ -132,7 +132,7 @@ def _tensor(buf: bytes) -> torch.Tensor:
         a = _float_list(f.get(4, []))
     elif dtype == 11:
         a = _float_list(f.get(10, []), "<f8")
-    elif dtype in (7,):
+    elif dtype == 7:
         a = np.array(_int_list(f.get(7, [])), np.int64)
     elif dtype == 10:  # float16 bits in int32_data
         a = np.array(_int_list(f.get(5, [])), np.int64).astype(np.uint16).view(np.float16)
@@ -155,7 +155,7 @@ def _attribute(buf: bytes) -> tuple[str, Any]:
     if 6 in f or 11 in f:
         raise UnsupportedGraph("an operation with a subgraph")
     if 5 in f:
-        return name, _tensor(f[5][-1][1])
+        return name, _tensor(_group(f[5][-1][1]))
     if 4 in f:
         return name, bytes(f[4][-1][1]).decode("utf-8", "replace")
     if 2 in f:
@@ -190,7 +190,7 @@ def parse_model(data: bytes) -> dict[str, Any]:
     inits = {}
     for _, v in g.get(5, []):
         t = _group(v)
-        inits[_text(t, 8)] = _tensor(v)
+        inits[_text(t, 8)] = _tensor(t)
     if 15 in g:
         raise UnsupportedGraph("sparse initializers")
     inputs = []
