@@ -212,6 +212,7 @@ class OnnxEngine(Sizing):
         self.backend = "onnxruntime"  # or "pytorch" after `use_pytorch`
         self._reference: tuple[np.ndarray, np.ndarray] | None = None  # ONNX Runtime's output on the check sample
         self._forward: Callable[[GraphContract, np.ndarray], np.ndarray] = self._ort_forward
+        self._race: _Race | None = None  # PyTorch against ONNX Runtime on the job's first forwards (`use_pytorch`)
         # ONNX Runtime falls back to the CPU when its CUDA provider cannot start: say where it runs.
         device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         meta = dict(self.session.get_modelmeta().custom_metadata_map or {})
@@ -331,12 +332,16 @@ class OnnxEngine(Sizing):
         self._reference = (x, self.run(x))
         return max(time.perf_counter() - t0, 1e-6) / (x.shape[2] * x.shape[3])
 
-    def use_pytorch(self, sample: np.ndarray, precision: str = "auto") -> str:
+    def use_pytorch(self, sample: np.ndarray, precision: str = "auto", race: bool = False,
+                    on_decided: Callable[[str], None] | None = None) -> str:
         """Run the graph with PyTorch from now on (`onnx_torch.TorchGraph`, on the CPU: NNPACK convolutions where
         they pay off, bf16 where the CPU computes it natively and `precision` is auto), after checking on `sample`
         (`[H, W, 3]` uint8, scaled to sizing.CHECK_SIDE) that its output is ONNX Runtime's within
         ONNX_AGREEMENT_LEVELS. Returns the line to say; raises `onnx_torch.UnsupportedGraph` (ONNX Runtime stays)
-        when the graph cannot run there or the outputs differ."""
+        when the graph cannot run there or the outputs differ.
+
+        `race`: PyTorch and ONNX Runtime take turns on the first forwards of the job (`_Race`) and the faster per
+        pixel runs the rest; `on_decided` gets the line that says which."""
         import torch
 
         from ..models.cpu_speed import accelerate, native_cpu_bf16, tune_allocator
@@ -389,15 +394,23 @@ class OnnxEngine(Sizing):
                 dtype = "bf16"
         self.backend = "pytorch"
         self._label = f"pytorch {dtype} on the CPU" + (f" ({plural(nnpack, 'convolution')} through NNPACK)" if nnpack else "")
-        return f"ONNX graph run by PyTorch (its output checked against ONNX Runtime's: {levels:.2f} levels apart at most){note}"
+        checked = f"its output checked against ONNX Runtime's: {levels:.2f} levels apart at most"
+        if race:
+            self._race = _Race(self, {"pytorch": self._forward, "onnxruntime": self._ort_forward}, on_decided)
+            self._forward = self._race.forward
+            return f"ONNX graph run by PyTorch or ONNX Runtime, whichever is faster on the first forwards ({checked}){note}"
+        return f"ONNX graph run by PyTorch ({checked}){note}"
 
     # ---- running ---------------------------------------------------------------------------------
 
     @property
     def label(self) -> str:
+        ort = f"onnxruntime {np.dtype(self.contract.dtype).name.replace('float', 'fp')} ({self.provider})"
+        if self._race is not None and self._race.winner is None:
+            return f"{self._label} or {ort}, the faster on the job's first forwards"
         if self.backend == "pytorch":
             return self._label
-        return f"onnxruntime {np.dtype(self.contract.dtype).name.replace('float', 'fp')} ({self.provider})"
+        return ort
 
     @staticmethod
     def to_input(rgb: np.ndarray) -> np.ndarray:
@@ -425,7 +438,7 @@ class OnnxEngine(Sizing):
         try:
             outs = [self._session_run(c, np.ascontiguousarray(a[i:i + limit])) for i in range(0, n, limit)]
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
-            runner = "PyTorch" if self.backend == "pytorch" else "ONNX Runtime"
+            runner = _RUNNER.get(self.backend, "ONNX Runtime")
             raise AnimeganError(f"{self.path}: {runner} failed on a {pw}x{ph} input ({_first_line(exc)})") from None
         y = np.concatenate(outs) if len(outs) > 1 else outs[0]
         return np.clip(y[:, :, :h, :w], -1.0, 1.0)
@@ -462,6 +475,58 @@ class OnnxEngine(Sizing):
         if self.device == "cpu":
             return 1  # ONNX Runtime's CPU convolutions gain nothing from batches of large images; memory does
         return max(1, min(batch_size, self.pixel_budget // max(1, h * w)))
+
+
+# A race gives each engine this many forwards (the first of each also pays its allocations at the job's size).
+RACE_FORWARDS = 1
+
+
+class _Race:
+    """PyTorch against ONNX Runtime on the job's own first forwards: they take turns (PyTorch first, the usual
+    winner on the CPUs where a race is run), each forward timed per pixel; once each has had RACE_FORWARDS, the
+    faster runs the rest. Both outputs are checked to agree (ONNX_AGREEMENT_LEVELS), so no forward is wasted:
+    the race costs the slower engine's extra time on one forward.
+
+    Why a race and not a rule: the speed ratio depends on the graph and the size, and small checks mislead. Measured
+    (docs/benchmarks.md, nineteenth session), PyTorch's speed over ONNX Runtime's at 160 px and 528 px: the toolkit's
+    AnimeGANv2 export 1.15x / 1.73x; its White-box export 0.9x / 1.7x; AnimeGANv3's released tiny_Cute (16-channel
+    convolutions at full size, which ONNX Runtime's blocked kernels run well) 0.9x / 0.86x."""
+
+    def __init__(self, engine: "OnnxEngine", contenders: dict[str, Callable[[GraphContract, np.ndarray], np.ndarray]],
+                 on_decided: Callable[[str], None] | None):
+        self.engine, self.contenders, self.on_decided = engine, contenders, on_decided
+        self.rates: dict[str, list[float]] = {name: [] for name in contenders}  # seconds per pixel of each forward
+        self.winner: str | None = None
+
+    def forward(self, c: GraphContract, a: np.ndarray) -> np.ndarray:
+        # a: the graph's own input ([N, 3, H, W] or [N, H, W, 3]): a.size // 3 is its pixels
+        name = min(self.rates, key=lambda n: len(self.rates[n]))  # dict order breaks ties: PyTorch first
+        t0 = time.perf_counter()
+        try:
+            y = self.contenders[name](c, a)
+        except Exception as exc:  # noqa: BLE001 - PyTorch failing at a size its check did not try
+            if name == "onnxruntime":
+                self.engine.backend = name  # for run()'s message
+                raise
+            self._decide("onnxruntime", f"PyTorch failed on a {a.shape} input ({_first_line(exc)})")
+            return self.contenders["onnxruntime"](c, a)
+        self.rates[name].append((time.perf_counter() - t0) / max(1, a.size // 3))
+        if all(len(r) >= RACE_FORWARDS for r in self.rates.values()):
+            best = {n: min(r) for n, r in self.rates.items()}
+            fast, slow = sorted(best, key=best.__getitem__)
+            self._decide(fast, f"{best[slow] / best[fast]:.2f}x as fast per pixel as {_RUNNER[slow]}")
+        return y
+
+    def _decide(self, name: str, why: str) -> None:
+        self.winner = name
+        engine = self.engine
+        engine._forward = self.contenders[name]
+        engine.backend = name
+        if self.on_decided is not None:
+            self.on_decided(f"{engine.path}: {_RUNNER[name]} runs the rest of the job ({why}): {engine.label}")
+
+
+_RUNNER = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime"}
 
 
 class OnnxColorizer:

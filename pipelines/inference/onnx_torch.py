@@ -341,11 +341,27 @@ def _pad(i, a):
         torch_pads += [full[ax], full[x.dim() + ax]]
     if mode == "constant":
         return F.pad(x, torch_pads, value=value)
-    if mode not in ("reflect", "edge") or any(full[ax] or full[x.dim() + ax] for ax in (0, 1)) or x.dim() != 4:
-        raise UnsupportedGraph(f"Pad mode {mode} outside the last two axes of an image")
+    if mode not in ("reflect", "edge"):
+        raise UnsupportedGraph(f"Pad mode {mode}")
     if min(full) < 0:
         raise UnsupportedGraph("negative reflect/edge padding")
-    return F.pad(x, torch_pads[:4], mode="reflect" if mode == "reflect" else "replicate")
+    padded = [ax for ax in range(x.dim()) if full[ax] or full[x.dim() + ax]]
+    if not padded:
+        return x
+    if len(padded) > 3:
+        raise UnsupportedGraph(f"Pad mode {mode} on {len(padded)} axes (at most 3)")
+    # F.pad reflects or replicates only the last 1-3 axes of a tensor with one batch axis in front: a graph
+    # written for NHWC (tf2onnx: AnimeGANv3's releases) pads axes 1 and 2, so the padded axes move to the end
+    # behind one flattened axis of the others, and back afterwards.
+    rest = [ax for ax in range(x.dim()) if ax not in padded]
+    moved = x.permute(rest + padded)
+    flat = moved.reshape(-1, *moved.shape[len(rest):])
+    tail: list[int] = []
+    for ax in reversed(padded):
+        tail += [full[ax], full[x.dim() + ax]]
+    out = F.pad(flat, tail, mode="reflect" if mode == "reflect" else "replicate")
+    out = out.reshape(*moved.shape[: len(rest)], *out.shape[1:])
+    return out.permute([(rest + padded).index(ax) for ax in range(x.dim())])
 
 
 def _clip(i, a):
@@ -537,6 +553,10 @@ def _resize(i, a, opset: int):
         return F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=False)
     if mode == "linear" and ctm == "align_corners":
         return F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=True)
+    if mode == "linear" and ctm == "asymmetric" and out_h % x.shape[2] == 0 and out_w % x.shape[3] == 0:
+        fh, fw = out_h // x.shape[2], out_w // x.shape[3]
+        if (scales is None or (sh, sw) == (fh, fw)) and fh <= 8 and fw <= 8:
+            return _upsample_asymmetric(_upsample_asymmetric(x, fh, 2), fw, 3)
     nearest = a.get("nearest_mode", "round_prefer_floor")
     ys = _source_coords(x.shape[2], out_h, sh, ctm)
     xs = _source_coords(x.shape[3], out_w, sw, ctm)
@@ -568,6 +588,19 @@ def _resize(i, a, opset: int):
 
 
 _resize.wants_opset = True  # type: ignore[attr-defined]
+
+
+def _upsample_asymmetric(x: torch.Tensor, factor: int, axis: int) -> torch.Tensor:
+    """Linear upsampling by a whole `factor` along `axis` with source coordinate d / factor (ONNX's
+    `asymmetric`, TensorFlow's resize_bilinear without half-pixel centres, as tf2onnx writes AnimeGANv3):
+    output `factor * k + j` is input k moved j / factor of the way to input k + 1 (the last input repeats).
+    One blend per phase instead of two gathers: about 6x faster than the general path at 528 px."""
+    if factor == 1:
+        return x
+    n = x.shape[axis]
+    after = torch.cat([x.narrow(axis, 1, n - 1), x.narrow(axis, n - 1, 1)], axis)
+    phases = [x] + [torch.lerp(x, after, j / factor) for j in range(1, factor)]
+    return torch.stack(phases, axis + 1).flatten(axis, axis + 1)
 
 
 def _source_coords(in_size: int, out_size: int, scale: float, ctm: str) -> torch.Tensor:

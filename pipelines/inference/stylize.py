@@ -294,11 +294,13 @@ def _make_engine(weights: Path, todo: list[_Job], options: StylizeOptions, repor
         device = onnx_device(weights, options.precision, options.device)
         onnx_engine = OnnxEngine(weights, device, tile=options.tile, overlap=options.overlap, memory_budget=memory_budget)
         sample = functools.cache(lambda: _check_image(todo, options))  # read once, and only when needed
-        if _onnx_backend(options, onnx_engine, todo, sample) == "pytorch":
+        backend = _onnx_backend(options, onnx_engine, todo, sample)
+        if backend in ("pytorch", "race"):
             from .onnx_torch import UnsupportedGraph
 
             try:
-                reporter.info(onnx_engine.use_pytorch(sample(), options.precision))
+                reporter.info(onnx_engine.use_pytorch(sample(), options.precision, race=backend == "race",
+                                                      on_decided=reporter.info))
             except UnsupportedGraph as exc:
                 line = f"{weights}: runs on ONNX Runtime: PyTorch cannot run it here ({exc})"
                 if options.onnx_backend == "pytorch":  # asked for: a warning; chosen by auto: for information
@@ -347,12 +349,18 @@ ONNX_BACKENDS = ("auto", "onnxruntime", "pytorch")
 PYTORCH_FROM_ORT_SECONDS = 8.0  # re-checked by bench/bench_onnx_backend.py
 # Below this many pixels in all (about four 512x512 photos) the job stays on ONNX Runtime without timing it.
 PYTORCH_FROM_PIXELS = 1_000_000
+# A job of at least this many images (or any video) races the two engines on its first forwards (onnx_engine._Race):
+# the race costs the slower engine's extra time on one forward, under about a tenth of such a job; a smaller job
+# takes PyTorch on the CPU's rule alone (its gain is 1.2-1.7x for the AnimeGANv2 and White-box exports).
+RACE_FROM_IMAGES = 8
 
 
 def _onnx_backend(options: StylizeOptions, engine: OnnxEngine, todo: list[_Job], sample: Callable[[], np.ndarray]) -> str:
     """Which engine runs an ONNX graph: the user's choice, else (`auto`) PyTorch on a CPU where its convolutions
-    beat ONNX Runtime's (NNPACK on AVX2 CPUs; bf16 on CPUs that compute it natively, with `--precision auto`) when
-    the job is large enough to pay for importing it (PYTORCH_FROM_ORT_SECONDS); ONNX Runtime otherwise."""
+    usually beat ONNX Runtime's (NNPACK on AVX2 CPUs; bf16 on CPUs that compute it natively, with `--precision auto`)
+    when the job is large enough to pay for importing it (PYTORCH_FROM_ORT_SECONDS); ONNX Runtime otherwise.
+    "race" (auto, for videos and jobs of RACE_FROM_IMAGES images or more): the faster of the two on the job's first
+    forwards runs the rest."""
     if options.onnx_backend not in ONNX_BACKENDS:
         raise InputError(None, f"--onnx-backend must be one of {', '.join(ONNX_BACKENDS)}, not {options.onnx_backend!r}")
     if options.onnx_backend != "auto":
@@ -368,7 +376,9 @@ def _onnx_backend(options: StylizeOptions, engine: OnnxEngine, todo: list[_Job],
             return "onnxruntime"
     from ..models.cpu_speed import native_cpu_bf16, nnpack_pays_off
 
-    return "pytorch" if nnpack_pays_off() or (native_cpu_bf16() and options.precision == "auto") else "onnxruntime"
+    if not (nnpack_pays_off() or (native_cpu_bf16() and options.precision == "auto")):
+        return "onnxruntime"
+    return "race" if any(j.video for j in todo) or sum(not j.video for j in todo) >= RACE_FROM_IMAGES else "pytorch"
 
 
 def _image_pixels(todo: list[_Job], max_side: int | None) -> Iterator[float]:

@@ -146,6 +146,40 @@ def test_resize_as_the_specification_computes_it(tmp_path: Path, mode: str, ctm:
         assert np.abs(got - want).max() < 1e-4, scales
 
 
+def test_pads_and_upsampling_as_animeganv3s_released_graphs_write_them(tmp_path: Path):
+    """AnimeGANv3's releases (tf2onnx) reflect-pad the NHWC image on axes 1 and 2 before any transpose, and upsample
+    with TensorFlow's resize_bilinear: linear, `asymmetric`, sized by a computed shape (a whole factor)."""
+    nodes = [
+        helper.make_node("Pad", ["x", "p_nhwc"], ["a"], mode="reflect"),  # NHWC, uneven, on H and W
+        helper.make_node("Pad", ["a", "p_w"], ["b"], mode="edge"),  # one axis
+        helper.make_node("Transpose", ["b"], ["bc"], perm=[0, 3, 1, 2]),
+        helper.make_node("Shape", ["bc"], ["shp"]),
+        helper.make_node("Slice", ["shp", "s2", "s4"], ["hw"]),
+        helper.make_node("Mul", ["hw", "two"], ["hw2"]),
+        helper.make_node("Slice", ["shp", "s0", "s2"], ["nc"]),
+        helper.make_node("Concat", ["nc", "hw2"], ["size"], axis=0),
+        helper.make_node("Resize", ["bc", "", "", "size"], ["up"], mode="linear",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Resize", ["up", "", "sc"], ["up3"], mode="linear", coordinate_transformation_mode="asymmetric"),
+        helper.make_node("Transpose", ["up3"], ["y"], perm=[0, 2, 3, 1]),
+    ]
+    inits = [_init("p_nhwc", np.array([0, 1, 3, 0, 0, 2, 1, 0], np.int64)),
+             _init("p_w", np.array([0, 0, 2, 0, 0, 0, 1, 0], np.int64)),
+             _init("s0", np.array([0], np.int64)), _init("s2", np.array([2], np.int64)),
+             _init("s4", np.array([4], np.int64)), _init("two", np.array([2, 2], np.int64)),
+             _init("sc", np.array([1, 1, 3, 1.5], np.float32))]  # 3x: the whole-factor path; 1.5x: the general one
+    graph = _save(tmp_path / "v3pad.onnx", nodes, inits, 13)
+    x = np.random.default_rng(5).uniform(-1, 1, (2, 9, 7, 3)).astype(np.float32)
+    want, got = _ort(graph, x), _torch(graph, x)
+    assert got.shape == want.shape == (2, 72, 42, 3)  # padded to 12 x 14, then 2x, then 3x and 1.5x
+    assert np.abs(got - want).max() < 1e-5
+    # Reflect or edge padding on more axes than F.pad can take stays on ONNX Runtime.
+    four = _save(tmp_path / "pad4.onnx", [helper.make_node("Pad", ["x", "p4"], ["y"], mode="reflect")],
+                 [_init("p4", np.array([1, 1, 1, 1, 1, 1, 1, 1], np.int64))], 13)
+    with pytest.raises(UnsupportedGraph, match="on 4 axes"):
+        _torch(four, np.zeros((2, 4, 4, 3), np.float32))
+
+
 def test_shape_arithmetic_slices_gathers_and_splits(tmp_path: Path):
     nodes = [
         helper.make_node("Shape", ["x"], ["shp"]),
@@ -275,12 +309,21 @@ def test_auto_picks_pytorch_where_its_convolutions_are_faster_and_the_job_pays_f
     assert _backend(graph, 3, tmp_path)[0] == "onnxruntime"
     monkeypatch.setattr(st, "PYTORCH_FROM_ORT_SECONDS", 1e-6)
     assert _backend(graph, 4, tmp_path)[0] == "pytorch"
+    kind, rep = _backend(graph, st.RACE_FROM_IMAGES, tmp_path)  # raced: the job's first forwards decide, said once
+    assert sum("runs the rest of the job" in m for m in rep.infos) == 1, rep.infos
+    assert len(list((tmp_path / f"out{st.RACE_FROM_IMAGES}").glob("*.png"))) == st.RACE_FROM_IMAGES
     # A video always pays for it (frames add up); on an AVX-512 CPU without native bf16 nothing does.
     engine = OnnxEngine(graph, "cpu")
     video = [st._Job(tmp_path / "clip.mp4", tmp_path / "o.mp4", True)]
     sample = lambda: photo("chelsea", 40, 32)  # noqa: E731
     monkeypatch.setattr(st, "PYTORCH_FROM_ORT_SECONDS", 1e6)
-    assert st._onnx_backend(StylizeOptions(), engine, video, sample) == "pytorch"
+    assert st._onnx_backend(StylizeOptions(), engine, video, sample) == "race"
+    # As many images as RACE_FROM_IMAGES race too (the job's first forwards decide); fewer take PyTorch on the rule.
+    monkeypatch.setattr(st, "PYTORCH_FROM_ORT_SECONDS", 1e-6)
+    many = [st._Job(write(tmp_path / "many" / f"{k}.png", photo("chelsea", 40, 32)), tmp_path / f"o{k}.png", False)
+            for k in range(st.RACE_FROM_IMAGES)]
+    assert st._onnx_backend(StylizeOptions(), engine, many, sample) == "race"
+    assert st._onnx_backend(StylizeOptions(), engine, many[1:], sample) == "pytorch"
     monkeypatch.setattr(cpu_speed, "nnpack_pays_off", lambda: False)
     assert st._onnx_backend(StylizeOptions(), engine, video, sample) == "onnxruntime"
     assert st._onnx_backend(StylizeOptions(onnx_backend="pytorch"), engine, [], sample) == "pytorch"
@@ -353,3 +396,49 @@ def test_a_graph_pytorch_cannot_run_or_gets_wrong_stays_on_onnx_runtime(tmp_path
         engine.use_pytorch(photo("coffee", 48, 40))
     assert engine.backend == "onnxruntime" and "onnxruntime" in engine.label
     assert engine.stylize_image(photo("coffee", 48, 40)).shape == (40, 48, 3)
+
+
+def _timed(forward, seconds: float, log: list[str], name: str):
+    def run(c, a):
+        log.append(name)
+        if seconds:
+            import time
+
+            time.sleep(seconds)
+        return forward(c, a)
+    return run
+
+
+@pytest.mark.parametrize("slow", ["pytorch", "onnxruntime"])
+def test_a_race_on_the_jobs_first_forwards_keeps_the_faster_engine(tmp_path: Path, slow: str):
+    engine = OnnxEngine(v3_like(tmp_path / "v3.onnx"), "cpu")
+    lines: list[str] = []
+    said = engine.use_pytorch(photo("chelsea", 40, 32), "fp32", race=True, on_decided=lines.append)
+    assert "whichever is faster" in said and "the faster on the job's first forwards" in engine.label
+    race, log = engine._race, []
+    race.contenders = {n: _timed(f, 0.05 if n == slow else 0, log, n) for n, f in race.contenders.items()}
+    images = [photo(name, 48, 40) for name in ("chelsea", "astronaut", "coffee", "rocket")]
+    outs = [engine.stylize_batch(im[None])[0] for im in images]
+    fast = "onnxruntime" if slow == "pytorch" else "pytorch"
+    assert log == ["pytorch", "onnxruntime", fast, fast]  # PyTorch first, then each engine once, then the faster
+    assert engine.backend == fast and race.winner == fast and len(lines) == 1
+    assert {"pytorch": "PyTorch runs the rest", "onnxruntime": "ONNX Runtime runs the rest"}[fast] in lines[0]
+    assert ("pytorch" in engine.label) == (fast == "pytorch")
+    ort = OnnxEngine(v3_like(tmp_path / "v3.onnx"), "cpu")
+    for im, out in zip(images, outs):
+        assert np.abs(out.astype(int) - ort.stylize_batch(im[None])[0]).max() <= 1
+
+
+def test_pytorch_failing_during_a_race_hands_the_job_to_onnx_runtime(tmp_path: Path):
+    engine = OnnxEngine(v3_like(tmp_path / "v3.onnx"), "cpu")
+    lines: list[str] = []
+    engine.use_pytorch(photo("chelsea", 40, 32), "fp32", race=True, on_decided=lines.append)
+
+    def broken(c, a):
+        raise RuntimeError("no kernel for this size")
+
+    engine._race.contenders["pytorch"] = broken
+    im = photo("astronaut", 48, 40)
+    out = engine.stylize_batch(im[None])[0]  # the failed forward is run again by ONNX Runtime
+    assert engine.backend == "onnxruntime" and "PyTorch failed" in lines[0] and "no kernel for this size" in lines[0]
+    assert np.array_equal(out, OnnxEngine(v3_like(tmp_path / "v3.onnx"), "cpu").stylize_batch(im[None])[0])
