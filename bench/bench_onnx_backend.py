@@ -1,18 +1,22 @@
 """Which engine should run an ONNX graph on this CPU: ONNX Runtime or PyTorch? (`stylize --onnx-backend`)
 
-    python bench/bench_onnx_backend.py [--sides 160 256 528] [--jobs 2 8] [--photo-side 512] [--repeats 1]
+    python bench/bench_onnx_backend.py [--sides 160 256 528] [--jobs 2 16] [--photo-side 512] [--repeats 1]
+                                       [--graph AnimeGANv3_tiny_Cute.onnx ...]
 
 Exports two generators of seeded random weights with `animegan export` (speed does not depend on the values):
-AnimeGANv2, heavy per pixel, and White-box (32-128 channels), light; then:
+AnimeGANv2, heavy per pixel, and White-box (32-128 channels), light; `--graph` adds graphs of your own (AnimeGANv3's
+releases: NHWC, 16-channel convolutions at full size). Then:
 
-1. one forward in one process, best of 3 at each `--sides` square: ONNX Runtime against the same graph on PyTorch
-   (`onnx_torch.TorchGraph`, with NNPACK convolutions where they pay off on this CPU);
+1. one forward in one process, best of 3 at each `--sides` square, through the stylize engine (`OnnxEngine`: the
+   graph's layout and size multiple handled): ONNX Runtime against the same graph on PyTorch (`onnx_torch.TorchGraph`,
+   with NNPACK convolutions where they pay off on this CPU);
 2. `animegan stylize` as whole processes on jobs of `--jobs` photos (scikit-image's, scaled to `--photo-side`
    squares), with `--onnx-backend onnxruntime`, `pytorch` and `auto`, best of `--repeats`, and which engine `auto`
-   took.
+   took ("race: X" when the job raced the two on its first forwards and X ran the rest).
 
-What it re-checks: the default `pipelines.inference.stylize.PYTORCH_FROM_ORT_SECONDS` (auto takes PyTorch when
-ONNX Runtime's estimated time for the job reaches it). `auto` should be within a few percent of the faster of the
+What it re-checks: the defaults of `pipelines.inference.stylize`: PYTORCH_FROM_ORT_SECONDS (auto considers PyTorch
+when ONNX Runtime's estimated time for the job reaches it) and RACE_FROM_IMAGES (from this many images auto races the
+two engines instead of taking PyTorch on the CPU's rule). `auto` should be within a few percent of the faster of the
 two forced backends for each network and job size; the last column says how far it is.
 """
 
@@ -44,16 +48,21 @@ def stylize_time(cmd: list[str], repeats: int) -> tuple[float, str]:
         if res.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
         best = min(best, took)
-        engine = "pytorch" if "run by PyTorch" in res.stdout + res.stderr else "onnxruntime"
+        out = " ".join((res.stdout + res.stderr).split())  # lines wrapped by the console joined again
+        if "runs the rest of the job" in out:
+            engine = "race: " + ("pytorch" if "PyTorch runs the rest" in out else "onnxruntime")
+        else:
+            engine = "pytorch" if "run by PyTorch" in out else "onnxruntime"
     return best, engine
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sides", type=int, nargs="+", default=[160, 256, 528])
-    ap.add_argument("--jobs", type=int, nargs="+", default=[2, 8], help="photos per stylize job")
+    ap.add_argument("--jobs", type=int, nargs="+", default=[2, 16], help="photos per stylize job")
     ap.add_argument("--photo-side", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--graph", type=Path, action="append", default=[], help="another .onnx graph to compare")
     args = ap.parse_args()
 
     import cv2
@@ -62,9 +71,9 @@ def main() -> None:
     from skimage import data
 
     from pipelines.fileio import write_image
-    from pipelines.inference.onnx_torch import torch_graph
-    from pipelines.inference.stylize import PYTORCH_FROM_ORT_SECONDS
-    from pipelines.models.cpu_speed import accelerate, native_cpu_bf16, nnpack_pays_off, tune_allocator
+    from pipelines.inference.onnx_engine import OnnxEngine
+    from pipelines.inference.stylize import PYTORCH_FROM_ORT_SECONDS, RACE_FROM_IMAGES
+    from pipelines.models.cpu_speed import native_cpu_bf16, nnpack_pays_off
     from pipelines.models.registry import build_generator
     from pipelines.models.weights import save_generator
 
@@ -76,28 +85,26 @@ def main() -> None:
         graphs[arch] = work / f"{arch}.onnx"
         subprocess.run([sys.executable, "-m", "animegan_cli", "export", str(work / arch), str(graphs[arch])], check=True,
                        stdout=subprocess.DEVNULL)
+    for path in args.graph:
+        graphs[path.stem] = path.resolve()
     print(f"CPU: NNPACK pays off {nnpack_pays_off()}, native bf16 {native_cpu_bf16()}; torch {torch.__version__}, "
-          f"onnxruntime {ort.__version__}, {torch.get_num_threads()} threads; auto's threshold "
-          f"{PYTORCH_FROM_ORT_SECONDS:g} s of ONNX Runtime")
+          f"onnxruntime {ort.__version__}, {torch.get_num_threads()} threads; auto's thresholds "
+          f"{PYTORCH_FROM_ORT_SECONDS:g} s of ONNX Runtime, a race from {RACE_FROM_IMAGES} images")
 
     print("\n1. one forward, best of 3 (seconds): ONNX Runtime / PyTorch graph = PyTorch's speed-up")
-    tune_allocator()
-    for arch, path in graphs.items():
-        data_bytes = path.read_bytes()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(data_bytes, options, providers=["CPUExecutionProvider"])
-        graph = torch_graph(data_bytes)
-        accelerate(graph)
+    sample = np.ascontiguousarray(data.astronaut())
+    width = max(len(name) for name in graphs)
+    for name, path in graphs.items():
+        on_ort = OnnxEngine(path, "cpu")
+        on_torch = OnnxEngine(path, "cpu")
+        on_torch.use_pytorch(sample, "auto")
         cells = []
         for side in args.sides:
             x = np.random.default_rng(0).uniform(-1, 1, (1, 3, side, side)).astype(np.float32)
-            xt = torch.from_numpy(x)
-            t_ort = best_of(lambda: session.run(None, {"image": x}), 3)
-            with torch.inference_mode():
-                t_pt = best_of(lambda: graph(xt), 3)
+            t_ort = best_of(lambda: on_ort.run(x), 3)
+            t_pt = best_of(lambda: on_torch.run(x), 3)
             cells.append(f"{side} px {t_ort:.3f} / {t_pt:.3f} = {t_ort / t_pt:.2f}x")
-        print(f"  {arch:<12} " + ";  ".join(cells))
+        print(f"  {name:<{width}} " + ";  ".join(cells))
 
     print(f"\n2. stylize as whole processes, {args.photo_side}x{args.photo_side} photos, best of {args.repeats} (seconds)")
     names = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -115,7 +122,7 @@ def main() -> None:
                        "--overwrite", "--out", str(work / f"out-{arch}-{n}-{backend}"), "--onnx-backend", backend]
                 times[backend] = stylize_time(cmd, args.repeats)
             best = min(times["onnxruntime"][0], times["pytorch"][0])
-            print(f"  {arch:<12} {n:>2} photos: onnxruntime {times['onnxruntime'][0]:6.2f}, pytorch "
+            print(f"  {arch:<{width}} {n:>2} photos: onnxruntime {times['onnxruntime'][0]:6.2f}, pytorch "
                   f"{times['pytorch'][0]:6.2f}, auto {times['auto'][0]:6.2f} (took {times['auto'][1]}); "
                   f"auto against the faster: {times['auto'][0] / best:.2f}x the time")
 

@@ -487,10 +487,11 @@ class _Race:
     faster runs the rest. Both outputs are checked to agree (ONNX_AGREEMENT_LEVELS), so no forward is wasted:
     the race costs the slower engine's extra time on one forward.
 
-    Why a race and not a rule: the speed ratio depends on the graph and the size, and small checks mislead. Measured
-    (docs/benchmarks.md, nineteenth session), PyTorch's speed over ONNX Runtime's at 160 px and 528 px: the toolkit's
-    AnimeGANv2 export 1.15x / 1.73x; its White-box export 0.9x / 1.7x; AnimeGANv3's released tiny_Cute (16-channel
-    convolutions at full size, which ONNX Runtime's blocked kernels run well) 0.9x / 0.86x."""
+    Why a race and not a rule: the speed ratio depends on the graph and the size, and a small check misleads.
+    PyTorch's speed over ONNX Runtime's on a 2-core AVX2 CPU (docs/benchmarks.md, nineteenth session), at 160 px and
+    528x528: the toolkit's AnimeGANv2 export 1.33x / 1.79x, its White-box export 1.16x / 1.70x, AnimeGANv3's released
+    tiny_Cute (16-channel convolutions at full size, which ONNX Runtime's blocked kernels run well) 0.59x / 1.07x;
+    on the sample photos (512x341) tiny_Cute 0.8x and the demo's White-box export 1.5x."""
 
     def __init__(self, engine: "OnnxEngine", contenders: dict[str, Callable[[GraphContract, np.ndarray], np.ndarray]],
                  on_decided: Callable[[str], None] | None):
