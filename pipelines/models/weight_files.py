@@ -61,7 +61,8 @@ def _folder_kind(folder: Path) -> str:
 
 def sniff_kind(path: Path) -> str:
     """What a weights file is, from its first bytes: zip (torch.save), pickle (legacy torch.save),
-    safetensors, onnx, text or unknown. Lets a wrong file get a message that says what it is."""
+    safetensors, onnx, tflite, tensorflow (a frozen .pb graph), coreml, text or unknown. Lets a wrong file get a
+    message that says what it is (AnimeGANv3 releases each model as .onnx, .pb, .tflite and .mlmodel)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(64)
@@ -73,6 +74,12 @@ def sniff_kind(path: Path) -> str:
         return "pickle"
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (100 << 20):
         return "safetensors"
+    if head[4:8] == b"TFL3":  # a FlatBuffer's file identifier, after its root offset
+        return "tflite"
+    if path.suffix.lower() in (".pb", ".pbtxt"):
+        return "tensorflow"
+    if path.suffix.lower() in (".mlmodel", ".mlpackage"):
+        return "coreml"
     # An ONNX ModelProto opens with field 1 (ir_version, a small varint) and then field 2 or later.
     if path.suffix.lower() == ".onnx" or (len(head) >= 3 and head[0] == 0x08 and head[1] < 0x20 and head[2] in (0x12, 0x1A, 0x22, 0x3A)):
         return "onnx"

@@ -125,6 +125,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, meta
 
 
+_OTHER_FRAMEWORKS = {"tflite": "a TensorFlow Lite model", "tensorflow": "a TensorFlow graph",
+                     "coreml": "a Core ML model"}
+
+
 def describe_unloadable(path: Path, exc: BaseException) -> str:
     """One line for a file `torch.load(weights_only=True)` refused or could not read. Never passes on
     PyTorch's own advice to retry with weights_only=False: that would run code from the file."""
@@ -137,6 +141,9 @@ def describe_unloadable(path: Path, exc: BaseException) -> str:
     if kind == "onnx":
         return ("an ONNX model, not PyTorch weights: `animegan stylize --weights` runs it with ONNX Runtime; here pass "
                 "the run folder or the generator.safetensors it was exported from")
+    if kind in _OTHER_FRAMEWORKS:
+        return (f"{_OTHER_FRAMEWORKS[kind]}, which this toolkit cannot run: use the model's .onnx release "
+                "(AnimeGANv3 publishes each model as .onnx too) with `animegan stylize --weights model.onnx`")
     if kind == "text":
         return f"a text file, not weights (expected {expected})"
     if kind in ("zip", "pickle"):

@@ -180,6 +180,14 @@ def test_wrong_kinds_of_file_say_what_they_are(tmp_path: Path):
     junk.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(InputError, match=r"junk\.pt: not a PyTorch weights file \(expected a PyTorch state dict"):
         load_generator(junk)
+    # The other formats AnimeGANv3 releases its models in point to the .onnx release.
+    tflite = tmp_path / "AnimeGANv3_Hayao_36.tflite"
+    tflite.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    frozen = tmp_path / "AnimeGANv3_Shinkai_37.pb"
+    frozen.write_bytes(b"\x0a\x64\x0a\x10AnimeGANv3_input" + bytes(64))
+    for path, what in ((tflite, "a TensorFlow Lite model"), (frozen, "a TensorFlow graph")):
+        with pytest.raises(InputError, match=rf"{path.name}: {what}, which this toolkit cannot run: use the model's \.onnx"):
+            load_generator(path)
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     ckpt = run / "checkpoints" / "step-0000010.pt"
