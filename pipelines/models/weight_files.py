@@ -78,7 +78,7 @@ def sniff_kind(path: Path) -> str:
         return "tflite"
     if path.suffix.lower() in (".pb", ".pbtxt"):
         return "tensorflow"
-    if path.suffix.lower() in (".mlmodel", ".mlpackage"):
+    if path.suffix.lower() == ".mlmodel":
         return "coreml"
     # An ONNX ModelProto opens with field 1 (ir_version, a small varint) and then field 2 or later.
     if path.suffix.lower() == ".onnx" or (len(head) >= 3 and head[0] == 0x08 and head[1] < 0x20 and head[2] in (0x12, 0x1A, 0x22, 0x3A)):

@@ -63,6 +63,16 @@ def _save(path: Path, nodes: list, inits: list, opset: int, inp: str = "x", out:
     return path
 
 
+def _doubled_size(x: str, size: str) -> list:
+    """Nodes computing `[N, C, 2H, 2W]` of NCHW `x` from its Shape, as tf2onnx writes a resize's size (initializers
+    s0, s2, s4 = [0], [2], [4] and two = [2, 2])."""
+    return [helper.make_node("Shape", [x], [f"{size}_shp"]),
+            helper.make_node("Slice", [f"{size}_shp", "s2", "s4"], [f"{size}_hw"]),
+            helper.make_node("Mul", [f"{size}_hw", "two"], [f"{size}_hw2"]),
+            helper.make_node("Slice", [f"{size}_shp", "s0", "s2"], [f"{size}_nc"]),
+            helper.make_node("Concat", [f"{size}_nc", f"{size}_hw2"], [size], axis=0)]
+
+
 def tf_like_generator(path: Path, opset: int) -> Path:
     """What tf2onnx writes for a small NHWC generator: transposes in and out, a SAME-padded strided conv, a depthwise
     conv, LADE-style normalization written as ReduceMean/Sub/Mul/Sqrt/Div, a bilinear 2x resize whose size comes from
@@ -86,11 +96,7 @@ def tf_like_generator(path: Path, opset: int) -> Path:
         helper.make_node("Add", ["var", "eps"], ["ve"]),
         helper.make_node("Sqrt", ["ve"], ["sd"]),
         helper.make_node("Div", ["d", "sd"], ["n1"]),
-        helper.make_node("Shape", ["n1"], ["shp"]),
-        helper.make_node("Slice", ["shp", "s2", "s4"], ["hw"]),
-        helper.make_node("Mul", ["hw", "two"], ["hw2"]),
-        helper.make_node("Slice", ["shp", "s0", "s2"], ["nc"]),
-        helper.make_node("Concat", ["nc", "hw2"], ["size"], axis=0),
+        *_doubled_size("n1", "size"),
         helper.make_node("Resize", ["n1", "", "", "size"], ["up"], mode="linear",
                          coordinate_transformation_mode="half_pixel"),
         helper.make_node("Resize", ["n1", "", "sc2"], ["upn"], mode="nearest",
@@ -153,11 +159,7 @@ def test_pads_and_upsampling_as_animeganv3s_released_graphs_write_them(tmp_path:
         helper.make_node("Pad", ["x", "p_nhwc"], ["a"], mode="reflect"),  # NHWC, uneven, on H and W
         helper.make_node("Pad", ["a", "p_w"], ["b"], mode="edge"),  # one axis
         helper.make_node("Transpose", ["b"], ["bc"], perm=[0, 3, 1, 2]),
-        helper.make_node("Shape", ["bc"], ["shp"]),
-        helper.make_node("Slice", ["shp", "s2", "s4"], ["hw"]),
-        helper.make_node("Mul", ["hw", "two"], ["hw2"]),
-        helper.make_node("Slice", ["shp", "s0", "s2"], ["nc"]),
-        helper.make_node("Concat", ["nc", "hw2"], ["size"], axis=0),
+        *_doubled_size("bc", "size"),
         helper.make_node("Resize", ["bc", "", "", "size"], ["up"], mode="linear",
                          coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
         helper.make_node("Resize", ["up", "", "sc"], ["up3"], mode="linear", coordinate_transformation_mode="asymmetric"),
