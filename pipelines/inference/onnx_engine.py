@@ -477,31 +477,34 @@ class OnnxEngine(Sizing):
         return max(1, min(batch_size, self.pixel_budget // max(1, h * w)))
 
 
-# A race gives each engine this many forwards (the first of each also pays its allocations at the job's size).
-RACE_FORWARDS = 1
+# A race compares two forwards, one per engine, of sizes within this factor of each other (per-pixel cost falls with
+# size: a thumbnail against a photo would favour the engine that got the photo); after this many forwards each
+# without such a pair, the largest forward of each decides.
+RACE_SIZE_RATIO = 2.0
+RACE_MAX_FORWARDS = 3
 
 
 class _Race:
     """PyTorch against ONNX Runtime on the job's own first forwards: they take turns (PyTorch first, the usual
-    winner on the CPUs where a race is run), each forward timed per pixel; once each has had RACE_FORWARDS, the
-    faster runs the rest. Both outputs are checked to agree (ONNX_AGREEMENT_LEVELS), so no forward is wasted:
-    the race costs the slower engine's extra time on one forward.
+    winner on the CPUs where a race is run), each forward timed, until one forward of each of similar size
+    (RACE_SIZE_RATIO) can be compared per pixel; the faster runs the rest. Both outputs are checked to agree
+    (ONNX_AGREEMENT_LEVELS), so no forward is wasted: the race costs the slower engine's extra time on a forward.
 
     Why a race and not a rule: the speed ratio depends on the graph and the size, and a small check misleads.
     PyTorch's speed over ONNX Runtime's on a 2-core AVX2 CPU (docs/benchmarks.md, nineteenth session), at 160 px and
-    528x528: the toolkit's AnimeGANv2 export 1.33x / 1.79x, its White-box export 1.16x / 1.70x, AnimeGANv3's released
-    tiny_Cute (16-channel convolutions at full size, which ONNX Runtime's blocked kernels run well) 0.59x / 1.07x;
+    528x528: the toolkit's AnimeGANv2 export 1.33x / 1.73x, its White-box export 1.08x / 1.76x, AnimeGANv3's released
+    tiny_Cute (16-channel convolutions at full size, which ONNX Runtime's blocked kernels run well) 0.84x / 0.98x;
     on the sample photos (512x341) tiny_Cute 0.8x and the demo's White-box export 1.5x."""
 
     def __init__(self, engine: "OnnxEngine", contenders: dict[str, Callable[[GraphContract, np.ndarray], np.ndarray]],
                  on_decided: Callable[[str], None] | None):
         self.engine, self.contenders, self.on_decided = engine, contenders, on_decided
-        self.rates: dict[str, list[float]] = {name: [] for name in contenders}  # seconds per pixel of each forward
+        self.timed: dict[str, list[tuple[int, float]]] = {name: [] for name in contenders}  # (pixels, seconds)
         self.winner: str | None = None
 
     def forward(self, c: GraphContract, a: np.ndarray) -> np.ndarray:
         # a: the graph's own input ([N, 3, H, W] or [N, H, W, 3]): a.size // 3 is its pixels
-        name = min(self.rates, key=lambda n: len(self.rates[n]))  # dict order breaks ties: PyTorch first
+        name = min(self.timed, key=lambda n: len(self.timed[n]))  # dict order breaks ties: PyTorch first
         t0 = time.perf_counter()
         try:
             y = self.contenders[name](c, a)
@@ -511,12 +514,25 @@ class _Race:
                 raise
             self._decide("onnxruntime", f"PyTorch failed on a {a.shape} input ({_first_line(exc)})")
             return self.contenders["onnxruntime"](c, a)
-        self.rates[name].append((time.perf_counter() - t0) / max(1, a.size // 3))
-        if all(len(r) >= RACE_FORWARDS for r in self.rates.values()):
-            best = {n: min(r) for n, r in self.rates.items()}
-            fast, slow = sorted(best, key=best.__getitem__)
-            self._decide(fast, f"{best[slow] / best[fast]:.2f}x as fast per pixel as {_RUNNER[slow]}")
+        self.timed[name].append((max(1, a.size // 3), time.perf_counter() - t0))
+        pair = self._pair()
+        if pair is not None:
+            rate = {n: seconds / pixels for n, (pixels, seconds) in pair.items()}
+            fast, slow = sorted(rate, key=rate.__getitem__)
+            self._decide(fast, f"{rate[slow] / rate[fast]:.2f}x as fast per pixel as {_RUNNER[slow]}")
         return y
+
+    def _pair(self) -> dict[str, tuple[int, float]] | None:
+        """One forward of each engine to compare: the largest pair of similar sizes, else (once each has had
+        RACE_MAX_FORWARDS) the largest of each; None while neither exists."""
+        (a, ta), (b, tb) = self.timed.items()
+        similar = [(x, y) for x in ta for y in tb if max(x[0], y[0]) <= RACE_SIZE_RATIO * min(x[0], y[0])]
+        if similar:
+            x, y = max(similar, key=lambda xy: xy[0][0] + xy[1][0])
+            return {a: x, b: y}
+        if min(len(ta), len(tb)) >= RACE_MAX_FORWARDS:
+            return {a: max(ta), b: max(tb)}
+        return None
 
     def _decide(self, name: str, why: str) -> None:
         self.winner = name

@@ -431,6 +431,32 @@ def test_a_race_on_the_jobs_first_forwards_keeps_the_faster_engine(tmp_path: Pat
         assert np.abs(out.astype(int) - ort.stylize_batch(im[None])[0]).max() <= 1
 
 
+def test_a_race_compares_forwards_of_similar_sizes(tmp_path: Path):
+    """Per-pixel cost falls with size: a thumbnail on one engine and a photo on the other are not compared."""
+    import pipelines.inference.onnx_engine as oe
+
+    engine = OnnxEngine(v3_like(tmp_path / "v3.onnx"), "cpu")
+    lines: list[str] = []
+    engine.use_pytorch(photo("chelsea", 40, 32), "fp32", race=True, on_decided=lines.append)
+    race, log = engine._race, []
+    race.contenders = {n: _timed(f, 0.05 if n == "onnxruntime" else 0, log, n) for n, f in race.contenders.items()}
+    small, large = photo("coffee", 16, 16), photo("astronaut", 64, 48)
+    for im in (small, large, large, small):
+        engine.stylize_batch(im[None])
+    # small on PyTorch, large on ONNX Runtime: no pair; large on PyTorch pairs with it; the rest on the faster
+    assert log == ["pytorch", "onnxruntime", "pytorch", "pytorch"] and race.winner == "pytorch" and len(lines) == 1
+    # Sizes that never pair: after RACE_MAX_FORWARDS each, the largest forward of each decides.
+    engine = OnnxEngine(v3_like(tmp_path / "v3.onnx"), "cpu")
+    engine.use_pytorch(photo("chelsea", 40, 32), "fp32", race=True)
+    race, log = engine._race, []
+    race.contenders = {n: _timed(f, 0, log, n) for n, f in race.contenders.items()}
+    sizes = [16, 40, 17, 80, 18, 160]  # PyTorch gets 16-18 px, ONNX Runtime 40-160 px
+    for side in sizes:
+        engine.stylize_batch(photo("coffee", side, side)[None])
+        assert (race.winner is None) == (side != sizes[-1])
+    assert len(log) == 2 * oe.RACE_MAX_FORWARDS
+
+
 def test_pytorch_failing_during_a_race_hands_the_job_to_onnx_runtime(tmp_path: Path):
     engine = OnnxEngine(v3_like(tmp_path / "v3.onnx"), "cpu")
     lines: list[str] = []
