@@ -46,6 +46,10 @@ class RecordingReporter(Reporter):
     infos: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     advanced: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int | None] = field(default_factory=dict)
+
+    def start(self, key: str, description: str, total: int | None = None, done: int = 0) -> None:
+        self.totals[key] = total
 
     def advance(self, key: str, n: int = 1, **fields: Any) -> None:
         self.advanced[key] = self.advanced.get(key, 0) + n

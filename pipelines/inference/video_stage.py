@@ -10,6 +10,7 @@ and the next run redoes the video.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -39,6 +40,15 @@ class VideoSettings:
     stabilize: float = DEFAULT_STRENGTH  # blend weight of the previous result on trusted pixels; 0 = frame by frame
 
 
+def _frames_between(start: float, end: float | None, fps) -> int | None:
+    """How many frames of a constant-rate video have `start <= time < end` (what the decoder yields): frame k is
+    at k / fps. A progress total, so 110 % never shows for an end between two frames."""
+    if end is None or not fps:
+        return None
+    eps = 1e-6  # the decoder's own slack at both ends
+    return max(1, math.ceil((end - eps) * float(fps)) - math.ceil((start - eps) * float(fps)))
+
+
 def stylize_video(src: Path, dst: Path, engine, settings: VideoSettings, reporter: Reporter) -> None:
     """Stylize the video `src` into `dst` with `engine` (`engine.Engine` or `onnx_engine.OnnxEngine`). Raises InputError
     naming the file."""
@@ -57,7 +67,7 @@ def stylize_video(src: Path, dst: Path, engine, settings: VideoSettings, reporte
         reporter.info(f"{src}: {w}x{h} has an odd side; H.264 (yuv420p) drops the last row/column")
     end = settings.end if settings.end is None or info.duration is None else min(settings.end, info.duration)
     span = (end if end is not None else (info.duration or 0.0)) - settings.start
-    total = max(1, round(span * float(info.fps))) if span > 0 else None
+    total = _frames_between(settings.start, end if end is not None else info.duration, info.fps) if span > 0 else None
     key = f"video:{src}"
     reporter.start(key, src.name, total=total)
     stabilizer = Stabilizer(settings.stabilize) if settings.stabilize > 0 else None

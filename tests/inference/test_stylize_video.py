@@ -104,6 +104,19 @@ def test_trim_and_rotation(tmp_path: Path, weights: Path):
         assert getattr(f, "rotation", 0) == 0
 
 
+def test_the_progress_total_is_the_frames_written(tmp_path: Path, weights: Path):
+    """An end between two frames (1.04 s at 10 fps: frames 0.5 ... 1.0) once showed 6 of 5 frames, 120 %."""
+    from pipelines.progress import RecordingReporter
+
+    src = make_video(tmp_path / "clip.mp4")
+    reporter = RecordingReporter()
+    stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "o", start=0.5, end=1.04, preset="ultrafast"),
+            reporter)
+    frames, *_ = read_back(tmp_path / "o" / "clip.mp4")
+    key = f"video:{src}"
+    assert len(frames) == 6 and reporter.totals[key] == 6 and reporter.advanced[key] == 6
+
+
 def test_corrupt_video_is_one_warning(tmp_path: Path, weights: Path):
     bad = tmp_path / "in" / "bad.mp4"
     bad.parent.mkdir()
