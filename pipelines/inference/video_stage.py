@@ -161,7 +161,9 @@ def stylize_video(src: Path, dst: Path, engine, settings: VideoSettings, reporte
             raise InputError(src, f"could not stylize video ({type(exc).__name__}: {exc})")
         if n == 0:
             writer.abort()
-            raise InputError(src, "no frames in the requested time range")
+            length = f" (the video is {info.duration:.1f} s long)" if info.duration else ""
+            raise InputError(src, f"no frames from {settings.start:g} s to "
+                                  f"{'the end' if settings.end is None else f'{settings.end:g} s'}{length}")
         try:
             writer.close()
         except Exception as exc:

@@ -117,6 +117,19 @@ def test_the_progress_total_is_the_frames_written(tmp_path: Path, weights: Path)
     assert len(frames) == 6 and reporter.totals[key] == 6 and reporter.advanced[key] == 6
 
 
+def test_a_start_past_the_end_says_how_long_the_video_is(tmp_path: Path, weights: Path):
+    from pipelines.errors import PartialFailure
+    from pipelines.progress import RecordingReporter
+
+    src = make_video(tmp_path / "clip.mp4")  # 2 s
+    reporter = RecordingReporter()
+    with pytest.raises(PartialFailure, match="1 input"):
+        stylize([src], StylizeOptions(weights=weights, out_dir=tmp_path / "o", start=5), reporter)
+    assert not (tmp_path / "o" / "clip.mp4").exists()
+    assert any(f"{src}: no frames from 5 s to the end (the video is 2.0 s long)" in w for w in reporter.warnings), \
+        reporter.warnings
+
+
 def test_corrupt_video_is_one_warning(tmp_path: Path, weights: Path):
     bad = tmp_path / "in" / "bad.mp4"
     bad.parent.mkdir()
