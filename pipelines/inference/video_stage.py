@@ -40,10 +40,10 @@ class VideoSettings:
     stabilize: float = DEFAULT_STRENGTH  # blend weight of the previous result on trusted pixels; 0 = frame by frame
 
 
-def _frames_between(start: float, end: float | None, fps) -> int | None:
+def _frames_between(start: float, end: float, fps) -> int | None:
     """How many frames of a constant-rate video have `start <= time < end` (what the decoder yields): frame k is
     at k / fps. A progress total, so 110 % never shows for an end between two frames."""
-    if end is None or not fps:
+    if not fps:
         return None
     eps = 1e-6  # the decoder's own slack at both ends
     return max(1, math.ceil((end - eps) * float(fps)) - math.ceil((start - eps) * float(fps)))
@@ -66,8 +66,8 @@ def stylize_video(src: Path, dst: Path, engine, settings: VideoSettings, reporte
     if settings.chroma == "420" and (w % 2 or h % 2):
         reporter.info(f"{src}: {w}x{h} has an odd side; H.264 (yuv420p) drops the last row/column")
     end = settings.end if settings.end is None or info.duration is None else min(settings.end, info.duration)
-    span = (end if end is not None else (info.duration or 0.0)) - settings.start
-    total = _frames_between(settings.start, end if end is not None else info.duration, info.fps) if span > 0 else None
+    stop = end if end is not None else info.duration  # None when neither the user nor the container says
+    total = _frames_between(settings.start, stop, info.fps) if stop is not None and stop > settings.start else None
     key = f"video:{src}"
     reporter.start(key, src.name, total=total)
     stabilizer = Stabilizer(settings.stabilize) if settings.stabilize > 0 else None
