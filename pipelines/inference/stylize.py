@@ -340,8 +340,8 @@ def _finish(summary: StylizeSummary, reporter: Reporter) -> StylizeSummary:
 
 
 ONNX_BACKENDS = ("auto", "onnxruntime", "pytorch")
-# `auto` runs an ONNX graph with PyTorch when ONNX Runtime would take at least this long for the job (its time on the
-# check image, per pixel, times the job's pixels), or for any video: PyTorch's import and the output check (2.3-3.2 s
+# `auto` considers PyTorch for an ONNX graph when ONNX Runtime would take at least this long for the job (its time on
+# the check image, per pixel, times the job's pixels), or for any video: PyTorch's import and the output check (2.3-3.2 s
 # on a 2-core AVX2 EPYC, about 1 s on an AVX-512 one) are then paid back by convolutions 1.7-1.8x faster (NNPACK) or
 # about 2.5x (native bf16). Measured (docs/benchmarks.md, eighteenth session): four 512x512 photos through an
 # AnimeGANv2 export (ONNX Runtime about 17 s) 1.22x faster on PyTorch; six photos of about 0.18 MP through a White-box
@@ -369,7 +369,8 @@ def _onnx_backend(options: StylizeOptions, engine: OnnxEngine, todo: list[_Job],
         return options.onnx_backend
     if engine.device != "cpu" or not options.fast_cpu:
         return "onnxruntime"
-    if not any(j.video for j in todo):
+    has_video = any(j.video for j in todo)
+    if not has_video:
         pixels = _PixelCount(todo, options.max_side)
         if not pixels.reaches(PYTORCH_FROM_PIXELS):
             return "onnxruntime"
@@ -380,7 +381,7 @@ def _onnx_backend(options: StylizeOptions, engine: OnnxEngine, todo: list[_Job],
 
     if not (nnpack_pays_off() or (native_cpu_bf16() and options.precision == "auto")):
         return "onnxruntime"
-    return "race" if any(j.video for j in todo) or sum(not j.video for j in todo) >= RACE_FROM_IMAGES else "pytorch"
+    return "race" if has_video or sum(not j.video for j in todo) >= RACE_FROM_IMAGES else "pytorch"
 
 
 def _image_pixels(todo: list[_Job], max_side: int | None) -> Iterator[float]:
