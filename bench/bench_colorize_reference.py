@@ -14,7 +14,8 @@ image_size x 1.5), their sketches made with the default XDoG (`pipelines.evaluat
   difference that the outputs show (issue 19's target: at least 0.25, in the references' direction);
 - hue: the share of a +-60 degree hue turn of the reference that the outputs' mean hue follows;
 - nearest: with the other held-out illustrations as references, the share of outputs whose colour histogram is
-  nearest their own reference's (issue 19's target: every output; chance is 1/N);
+  nearest their own reference's (issue 19's target: every output; chance is 1/N); distance: the Bhattacharyya
+  distance of those outputs' 8x8x8 colour histograms to their own reference's (0: its colours, 1: none of them);
 - spread: how much one sketch's outputs differ between references (levels); lines: output darkness on the lines.
 
 Each network (untrained and trained) is measured with each `--match` setting of `colorize --match-colors` (the
@@ -141,7 +142,7 @@ def main() -> None:
         f = reference_following(colorize, sketches, ills).as_dict()
         results[name] = {**f, "seconds": seconds}
         print(f"  {name:<22} tint {f['ref_tint']:6.3f}  hue {f['ref_hue']:6.3f}  nearest {f['ref_nearest']:.2f} "
-              f"(chance {f['ref_chance']:.2f})  spread {f['ref_spread']:5.1f}  lines {f['line_contrast']:5.1f}  "
+              f"(chance {f['ref_chance']:.2f})  distance {f['ref_distance']:.2f}  spread {f['ref_spread']:5.1f}  lines {f['line_contrast']:5.1f}  "
               f"{seconds:6.0f} s", flush=True)
         warm, cool = tint(ills, True), tint(ills, False)
         other = np.roll(ills, 1, axis=0)
@@ -168,12 +169,17 @@ def main() -> None:
 
     (args.out / ("results-measured.json" if args.measure else "results.json")).write_text(json.dumps(results, indent=2))
     rows = []
+    side = ills.shape[2]
+
+    def first(img: np.ndarray) -> np.ndarray:  # the first column half as wide again, so that its labels fit
+        return np.pad(img, ((0, 0), (0, side // 2), (0, 0)), constant_values=255)
+
     for i in range(len(held_files)):
-        rows.append([(f"{held_files[i].stem}: sketch", np.repeat(sketches[i][:, :, None], 3, 2)),
+        rows.append([(f"{held_files[i].stem}: sketch", first(np.repeat(sketches[i][:, :, None], 3, 2))),
                      ("warm ref", tint(ills, True)[i]), ("cool ref", tint(ills, False)[i]),
                      ("other ref", np.roll(ills, 1, axis=0)[i]), ("illustration", ills[i])])
         for name, (w, c, o) in pictures.items():
-            rows.append([(f"{name}", np.full_like(ills[i], 255)), ("out: warm", w[i]), ("out: cool", c[i]),
+            rows.append([(f"{name}", first(np.full_like(ills[i], 255))), ("out: warm", w[i]), ("out: cool", c[i]),
                          ("out: other", o[i])])
     trained = "measured runs" if args.measure else f"{args.steps} steps, random VGG"
     title = [f"Style2paints on {len(train_files)} illustrations ({trained}); "

@@ -11,8 +11,9 @@ All take `colorize(sketches, references)`: sketches `[N, H, W] uint8` (dark line
 - `hue_following`: the illustration's hue turned by +60 and -60 degrees; the signed difference of the outputs'
   mean hues, as a fraction of the references' 120 (saturation-weighted circular means).
 - `cross_reference`: every sketch with every other held-out illustration as reference; the share of outputs
-  whose colour histogram (8x8x8 RGB, Bhattacharyya distance: `metrics`) is nearer their own reference's than any other's (chance: 1/N), and how much
-  outputs of one sketch differ between references (levels).
+  whose colour histogram (8x8x8 RGB, Bhattacharyya distance: `metrics`) is nearer their own reference's than any other's (chance: 1/N), the
+  mean distance itself (0: the reference's colours in its proportions, 1: none of them), and how much outputs of
+  one sketch differ between references (levels).
 - `line_contrast`: how much darker the outputs are on the sketch's lines than off them (levels): lines kept.
 """
 
@@ -66,12 +67,13 @@ class ReferenceFollowing:
     hue: float  # share of the references' 120-degree hue difference that the outputs show
     nearest: float  # share of cross-reference outputs nearest their own reference's histogram
     chance: float  # what `nearest` would be by chance
+    distance: float  # mean Bhattacharyya distance of those outputs' colour histograms to their own reference's
     spread: float  # mean difference (levels) between outputs of one sketch under different references
     lines: float  # output darkness on the sketch's lines against off them (levels)
 
     def as_dict(self) -> dict[str, float]:
         return {"ref_tint": self.tint, "ref_hue": self.hue, "ref_nearest": self.nearest, "ref_chance": self.chance,
-                "ref_spread": self.spread, "line_contrast": self.lines}
+                "ref_distance": self.distance, "ref_spread": self.spread, "line_contrast": self.lines}
 
 
 def tint_following(colorize: Colorize, sketches: np.ndarray, illustrations: np.ndarray) -> float:
@@ -88,11 +90,13 @@ def hue_following(colorize: Colorize, sketches: np.ndarray, illustrations: np.nd
     return float(np.mean([_signed_degrees(mean_hue(p), mean_hue(m)) / (2 * HUE_TURN) for p, m in zip(plus, minus)]))
 
 
-def cross_reference(colorize: Colorize, sketches: np.ndarray, illustrations: np.ndarray) -> tuple[float, float, float]:
-    """(nearest share, chance, spread in levels) with every illustration as every sketch's reference."""
+def cross_reference(colorize: Colorize, sketches: np.ndarray,
+                    illustrations: np.ndarray) -> tuple[float, float, float, float]:
+    """(nearest share, chance, distance to the own reference, spread in levels) with every illustration as every
+    sketch's reference."""
     n = len(sketches)
     ref_hists = [color_histogram(r) for r in illustrations]
-    hits, spreads = [], []
+    hits, distances, spreads = [], [], []
     for i in range(n):
         outs = colorize(np.repeat(sketches[i:i + 1], n, 0), illustrations)  # sketch i under each reference
         for j in range(n):
@@ -101,9 +105,10 @@ def cross_reference(colorize: Colorize, sketches: np.ndarray, illustrations: np.
             h = color_histogram(outs[j])
             d = [histogram_distance(h, r) for r in ref_hists]
             hits.append(float(int(np.argmin(d)) == j))
+            distances.append(d[j])
         others = [outs[j].astype(np.float32) for j in range(n) if j != i]
         spreads += [float(np.abs(a - b).mean()) for k, a in enumerate(others) for b in others[k + 1:]]
-    return float(np.mean(hits)), 1.0 / n, float(np.mean(spreads)) if spreads else 0.0
+    return float(np.mean(hits)), 1.0 / n, float(np.mean(distances)), float(np.mean(spreads)) if spreads else 0.0
 
 
 def line_contrast(outputs: np.ndarray, sketches: np.ndarray) -> float:
@@ -114,11 +119,11 @@ def line_contrast(outputs: np.ndarray, sketches: np.ndarray) -> float:
 
 def reference_following(colorize: Colorize, sketches: np.ndarray, illustrations: np.ndarray) -> ReferenceFollowing:
     """All the figures above for held-out `sketches` `[N, H, W]` and their `illustrations` `[N, H, W, 3]` (N >= 2)."""
-    nearest, chance, spread = cross_reference(colorize, sketches, illustrations)
+    nearest, chance, distance, spread = cross_reference(colorize, sketches, illustrations)
     same = colorize(sketches, illustrations)
     return ReferenceFollowing(tint=tint_following(colorize, sketches, illustrations),
                               hue=hue_following(colorize, sketches, illustrations),
-                              nearest=nearest, chance=chance, spread=spread, lines=line_contrast(same, sketches))
+                              nearest=nearest, chance=chance, distance=distance, spread=spread, lines=line_contrast(same, sketches))
 
 
 def network_colorizer(generator, style_network, device="cpu") -> Colorize:

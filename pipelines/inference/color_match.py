@@ -10,10 +10,16 @@ this stage then gives those places the reference's colours:
   the network's relative colours, moves the cast and contrast.
 - `histogram`: each RGB channel's values replaced by the reference's at the same rank (scikit-image's
   `match_histograms`): the output takes the reference's palette value by value, in the proportions the reference
-  has them. A reference that is mostly sky makes the output mostly that blue, whatever the sketch shows.
+  has them. A reference that is mostly sky makes the output mostly that blue, whatever the sketch shows. The
+  channels are matched one by one, so a colour can come out that the reference never has: where a grey-ish
+  output's red and blue rise together, a red-and-blue reference gives magenta.
+- `palette`: the output's colours, as points in RGB space, moved onto the reference's as a whole (iterative
+  distribution transfer, Pitie et al., 2005: the 1-D histograms of the colours along random axes matched in turn,
+  which converges to the reference's 3-D colour distribution). The output takes the reference's colours and
+  their proportions, and only colours the reference has.
 - `off`: the network's colours as they are.
 
-Both work on whole images' statistics; they never move a colour from one place to another, so the sketch's
+All work on whole images' colour statistics; they never move a colour from one place to another, so the sketch's
 layout (and, with `keep_lines`, its lines, multiplied afterwards) is the network's.
 """
 
@@ -22,7 +28,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-MATCH_CHOICES = ("off", "lab", "histogram")
+MATCH_CHOICES = ("off", "lab", "histogram", "palette")
+
+# Iterative distribution transfer converges gradually: on the held-out bench's outputs the Bhattacharyya distance
+# of the 8x8x8 colour histograms to the reference's is 0.37 / 0.19 / 0.11 / 0.09 / 0.06 after 5 / 10 / 20 / 30 / 50
+# rotations (per-channel `histogram`: 0.62); its other figures are the same from 10 on (within 0.005). 20 costs
+# about 1.6 s for a 1024x768 photo here. The 1-D maps are estimated on at most PALETTE_SAMPLES pixels of each
+# image and applied to the output's distinct colours, each once.
+PALETTE_ITERATIONS = 20
+PALETTE_SAMPLES = 1 << 16
+PALETTE_QUANTILES = 1024
+PALETTE_SEED = 0  # the random axes are the same on every run: the same output for the same inputs
 
 
 def lab_match(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -44,6 +60,46 @@ def histogram_match(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(matched), 0, 255).astype(np.uint8)
 
 
+def _quantiles(values: np.ndarray, count: int) -> np.ndarray:
+    ordered = np.sort(values)
+    return ordered[np.rint(np.linspace(0, len(ordered) - 1, count)).astype(np.int64)]
+
+
+def _monotone_map(source: np.ndarray, target: np.ndarray, count: int):
+    """The 1-D map sending `source`'s distribution onto `target`'s (matched quantiles, linear between them)."""
+    xs, ys = _quantiles(source, count), _quantiles(target, count)
+    # A value many source pixels share (a flat region) is one quantile repeated: it goes to the mean of the
+    # target quantiles it spans, and np.interp gets the strictly increasing abscissae it needs.
+    xs, first, counts = np.unique(xs, return_index=True, return_counts=True)
+    ys = np.add.reduceat(ys, first) / counts
+    return lambda v: np.interp(v, xs, ys)
+
+
+def palette_match(image: np.ndarray, reference: np.ndarray, iterations: int = PALETTE_ITERATIONS) -> np.ndarray:
+    """`image` `[H, W, 3] uint8` RGB whose colours, as a 3-D distribution, are moved onto `reference`'s
+    (`[h, w, 3] uint8` RGB, any size), by iterative distribution transfer."""
+    rng = np.random.default_rng(PALETTE_SEED)
+    pixels = image.reshape(-1, 3)
+    codes = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8) | pixels[:, 2]
+    distinct, where = np.unique(codes, return_inverse=True)
+    colours = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], 1).astype(np.float32)  # [K, 3]
+    ref = reference.reshape(-1, 3).astype(np.float32)
+    sample = pixels[rng.choice(len(pixels), PALETTE_SAMPLES, replace=False)] if len(pixels) > PALETTE_SAMPLES else pixels
+    sample = sample.astype(np.float32)
+    if len(ref) > PALETTE_SAMPLES:
+        ref = ref[rng.choice(len(ref), PALETTE_SAMPLES, replace=False)]
+    count = min(PALETTE_QUANTILES, len(sample), len(ref))
+    for _ in range(iterations):
+        axes, _ = np.linalg.qr(rng.standard_normal((3, 3)))  # a random orthonormal basis of RGB space
+        s, r, c = sample @ axes, ref @ axes, colours @ axes
+        for k in range(3):
+            move = _monotone_map(s[:, k], r[:, k], count)
+            s[:, k], c[:, k] = move(s[:, k]), move(c[:, k])
+        sample, colours = s @ axes.T, c @ axes.T
+    out = np.clip(np.rint(colours), 0, 255).astype(np.uint8)[where.reshape(-1)]
+    return out.reshape(image.shape)
+
+
 def match_colors(image: np.ndarray, reference: np.ndarray, mode: str) -> np.ndarray:
     """`image` `[H, W, 3] uint8` with its colours matched to `reference`'s by `mode` (one of MATCH_CHOICES)."""
     if mode == "off":
@@ -52,4 +108,6 @@ def match_colors(image: np.ndarray, reference: np.ndarray, mode: str) -> np.ndar
         return lab_match(image, reference)
     if mode == "histogram":
         return histogram_match(image, reference)
+    if mode == "palette":
+        return palette_match(image, reference)
     raise ValueError(f"colour matching {mode!r}: expected one of {', '.join(MATCH_CHOICES)}")

@@ -51,7 +51,7 @@ class ColorizeOptions:
     out_dir: Path = Path("colorized")
     format: str | None = None  # png | jpg | webp; None keeps each sketch's format
     keep_lines: bool = True
-    match_colors: str = "off"  # off | lab | histogram: the network's colours matched to the reference's (color_match)
+    match_colors: str = "off"  # off | lab | histogram | palette: the network's colours matched to the reference's (color_match)
     invert: str = "auto"  # auto | on | off: white lines on black
     max_side: int | None = None  # None: the weights' training scale (train_short_side), else DEFAULT_MAX_SIDE
     batch_size: int = 4

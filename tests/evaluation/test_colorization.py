@@ -51,6 +51,7 @@ def test_figures_tell_a_follower_from_an_ignorer(held_out):
     assert f.tint > 0.8 and f.hue > 0.7 and f.nearest == 1.0 and f.spread > 10 and f.lines > 20
     i = reference_following(ignorer, sketches, ills)
     assert abs(i.tint) < 1e-6 and abs(i.hue) < 1e-6 and i.spread == 0.0
+    assert 0 <= f.distance < i.distance <= 1
     assert i.nearest <= 1.0 / 3 + 1e-9  # all outputs alike: at most one reference per sketch is "nearest"
     c = reference_following(contrarian, sketches, ills)
     assert c.tint < -0.5  # a warm reference gives a cool output
