@@ -16,7 +16,11 @@ this stage then gives those places the reference's colours:
 - `palette`: the output's colours, as points in RGB space, moved onto the reference's as a whole (iterative
   distribution transfer, Pitie et al., 2005: the 1-D histograms of the colours along random axes matched in turn,
   which converges to the reference's 3-D colour distribution). The output takes the reference's colours and
-  their proportions, and only colours the reference has.
+  their proportions, and only colours the reference has. A distribution transfer stretches whatever small
+  variations the output has: an under-trained network's faint stripes and speckle in a flat sky become bands of
+  the reference's whole range. So the fine detail (finer than a Gaussian of PALETTE_DETAIL of the long side) is
+  then taken back from the network's output as it was (the aim of Pitie et al.'s 2007 "grain reduction": the
+  output's fine structure kept, its colours the transferred ones).
 - `off`: the network's colours as they are.
 
 All work on whole images' colour statistics; they never move a colour from one place to another, so the sketch's
@@ -30,16 +34,20 @@ import numpy as np
 
 MATCH_CHOICES = ("off", "lab", "histogram", "palette")
 
-# Iterative distribution transfer converges gradually: on the colorize bench's trained network (five held-out
-# sketches, each with another's illustration as reference) the Bhattacharyya distance of the outputs' 8x8x8 colour
-# histograms to the reference's is 0.37 / 0.19 / 0.11 / 0.09 / 0.06 after 5 / 10 / 20 / 30 / 50
-# rotations (per-channel `histogram`: 0.62); its other figures are the same from 10 on (within 0.005). 20 costs
-# about 1.6 s for a 1024x768 photo here. The 1-D maps are estimated on at most PALETTE_SAMPLES pixels of each
+# Iterative distribution transfer converges gradually. The transfer alone (detail=0) on the colorize bench's trained
+# network (five held-out sketches, each with another's illustration as reference): the Bhattacharyya distance of
+# the outputs' 8x8x8 colour histograms to the reference's is 0.37 / 0.19 / 0.11 / 0.09 / 0.06 after 5 / 10 / 20 /
+# 30 / 50 rotations (per-channel `histogram`: 0.62); its other figures are the same from 10 on (within 0.005). 20
+# cost about 1.6 s for a 1024x768 photo here. The 1-D maps are estimated on at most PALETTE_SAMPLES pixels of each
 # image and applied to the output's distinct colours, each once.
 PALETTE_ITERATIONS = 20
 PALETTE_SAMPLES = 1 << 16
 PALETTE_QUANTILES = 1024
 PALETTE_SEED = 0  # the random axes are the same on every run: the same output for the same inputs
+# Detail finer than a Gaussian of this share of the long side is the network's own (keep_detail): 2.6 px at the
+# 256 px colorize works at. 0.005 left the stretched stripes of a 300-step network's sky visible; 0.02 gave more of the
+# colours back to the network (bench: nearest 0.85, lines 41.8 against 1.00 and 46.0 with 0.01).
+PALETTE_DETAIL = 0.01
 
 
 def lab_match(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -76,9 +84,23 @@ def _monotone_map(source: np.ndarray, target: np.ndarray, count: int):
     return lambda v: np.interp(v, xs, ys)
 
 
-def palette_match(image: np.ndarray, reference: np.ndarray, iterations: int = PALETTE_ITERATIONS) -> np.ndarray:
+def keep_detail(matched: np.ndarray, original: np.ndarray, sigma: float) -> np.ndarray:
+    """`matched` `[H, W, 3]` with its detail finer than a Gaussian of `sigma` pixels replaced by `original`'s
+    (same shape): matched's coarse part plus original's fine part. A Gaussian's response falls fast past its
+    cut-off, so the transfer's stretched stripes do not leak back (the screened-Poisson form of Pitie et al.
+    2007, a first-order blend, left 13% of a row-by-row stripe's stretch)."""
+    def coarse(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+    out = coarse(matched) + original.astype(np.float32) - coarse(original)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def palette_match(image: np.ndarray, reference: np.ndarray, iterations: int = PALETTE_ITERATIONS,
+                  detail: float = PALETTE_DETAIL) -> np.ndarray:
     """`image` `[H, W, 3] uint8` RGB whose colours, as a 3-D distribution, are moved onto `reference`'s
-    (`[h, w, 3] uint8` RGB, any size), by iterative distribution transfer."""
+    (`[h, w, 3] uint8` RGB, any size), by iterative distribution transfer; detail finer than a Gaussian of `detail`
+    times the long side is then the image's own (0: none kept)."""
     rng = np.random.default_rng(PALETTE_SEED)
     pixels = image.reshape(-1, 3)
     codes = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8) | pixels[:, 2]
@@ -97,8 +119,8 @@ def palette_match(image: np.ndarray, reference: np.ndarray, iterations: int = PA
             move = _monotone_map(s[:, k], r[:, k], count)
             s[:, k], c[:, k] = move(s[:, k]), move(c[:, k])
         sample, colours = s @ axes.T, c @ axes.T
-    out = np.clip(np.rint(colours), 0, 255).astype(np.uint8)[where.reshape(-1)]
-    return out.reshape(image.shape)
+    out = np.clip(np.rint(colours), 0, 255).astype(np.uint8)[where.reshape(-1)].reshape(image.shape)
+    return keep_detail(out, image, detail * max(image.shape[:2])) if detail > 0 else out
 
 
 def match_colors(image: np.ndarray, reference: np.ndarray, mode: str) -> np.ndarray:

@@ -60,7 +60,7 @@ def _near(rgb: np.ndarray, colour: tuple[int, int, int], levels: int = 40) -> np
 
 def test_palette_match_gives_only_the_references_colours_in_its_proportions():
     image, ref = _two_colour_case()
-    out = palette_match(image, ref)
+    out = palette_match(image, ref, detail=0)  # the transfer alone; the detail step is tested below
     red, blue = _near(out, (255, 0, 0)), _near(out, (0, 0, 255))
     assert out.shape == image.shape and out.dtype == np.uint8
     assert (red | blue).mean() > 0.98 and 0.4 < red.mean() < 0.6
@@ -75,15 +75,32 @@ def test_palette_match_gives_only_the_references_colours_in_its_proportions():
 def test_palette_match_takes_the_references_colour_distribution_on_large_images():
     image, ref, other = skimage_photo("chelsea", 300), skimage_photo("coffee", 96), skimage_photo("astronaut", 96)
     assert image.shape[0] * image.shape[1] > PALETTE_SAMPLES  # the maps are estimated on a sample, applied to all
-    out = palette_match(image, ref)
-    h = color_histogram(out)
-    to_ref = histogram_distance(h, color_histogram(ref))
-    assert to_ref < histogram_distance(h, color_histogram(other))
-    # Nearer the reference's 3-D distribution than per-channel matching gets (0.16 against 0.31 measured).
-    assert to_ref < 0.75 * histogram_distance(color_histogram(histogram_match(image, ref)), color_histogram(ref))
-    assert np.array_equal(out, palette_match(image, ref))  # the same output on every run
+    ref_hist = color_histogram(ref)
+    out = palette_match(image, ref, detail=0)
+    to_ref = histogram_distance(color_histogram(out), ref_hist)
+    assert to_ref < histogram_distance(color_histogram(out), color_histogram(other))
+    # Nearer the reference's 3-D distribution than per-channel matching gets (0.16 against 0.24 measured).
+    assert to_ref < 0.75 * histogram_distance(color_histogram(histogram_match(image, ref)), ref_hist)
+    # With the photo's own fine detail back (the default), still its reference's colours, not another's.
+    full = palette_match(image, ref)
+    assert histogram_distance(color_histogram(full), ref_hist) < histogram_distance(color_histogram(full), color_histogram(other))
+    assert np.array_equal(full, palette_match(image, ref))  # the same output on every run
     # The layout is the image's: lighter stays lighter.
-    assert np.corrcoef(image.mean(-1).ravel(), out.mean(-1).ravel())[0, 1] > 0.8
+    assert np.corrcoef(image.mean(-1).ravel(), full.mean(-1).ravel())[0, 1] > 0.8
+
+
+def test_palette_match_does_not_stretch_faint_stripes_into_bands():
+    # What an under-trained colorizer gives in a flat sky: one colour with stripes 2 levels deep, every other row.
+    image = np.empty((200, 64, 3), np.uint8)
+    image[0::2], image[1::2] = (120, 130, 140), (122, 132, 142)
+    ref = skimage_photo("coffee", 96)
+    stretched, kept = palette_match(image, ref, detail=0), palette_match(image, ref)
+    rows = lambda rgb: rgb.astype(np.float32).mean((1, 2))  # noqa: E731  one value per row
+    assert rows(stretched).std() > 20  # the transfer alone turns the two rows' colours into far-apart ones
+    assert rows(kept).std() < 3  # detail finer than a Gaussian of 1% of the side is the image's own: 2 levels deep
+    # ...while the colour is the reference's: the transfer's mean, not the image's grey-blue.
+    assert np.abs(kept.mean((0, 1)) - stretched.mean((0, 1))).max() < 3
+    assert np.abs(kept.mean((0, 1)) - image.mean((0, 1))).max() > 10
 
 
 def test_a_flat_output_and_off_and_an_unknown_mode():
