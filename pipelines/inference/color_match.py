@@ -87,8 +87,8 @@ def _monotone_map(source: np.ndarray, target: np.ndarray, count: int):
 def keep_detail(matched: np.ndarray, original: np.ndarray, sigma: float) -> np.ndarray:
     """`matched` `[H, W, 3]` with its detail finer than a Gaussian of `sigma` pixels replaced by `original`'s
     (same shape): matched's coarse part plus original's fine part. A Gaussian's response falls fast past its
-    cut-off, so the transfer's stretched stripes do not leak back (the screened-Poisson form of Pitie et al.
-    2007, a first-order blend, left 13% of a row-by-row stripe's stretch)."""
+    cut-off, so the transfer's stretched stripes do not leak back (a screened-Poisson blend, tried first: the
+    image nearest matched whose gradients are original's, let 13% of a row-by-row stripe's stretch through)."""
     def coarse(x: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(x.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
