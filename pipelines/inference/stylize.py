@@ -43,7 +43,7 @@ from .onnx_engine import OnnxEngine, is_onnx_file, onnx_device
 from .sizing import DEFAULT_OVERLAP
 from .tile_blend import tiles_for
 from .video_encode import CHROMA
-from .video_stage import VideoSettings, stylize_video
+from .video_stage import VideoSettings, check_time_range, stylize_video
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -260,14 +260,24 @@ def _recipe_keys(weights: Path, options: StylizeOptions) -> dict[bool, str]:
 def _run_jobs(todo: list[_Job], weights: Path, options: StylizeOptions, reporter: Reporter, summary: StylizeSummary,
               t0: float, made: Callable[[_Job], None]) -> StylizeSummary:
     """Load the engine and stylize `todo`; `made(job)` notes each finished output in the folder's record."""
-    engine = _make_engine(weights, todo, options, reporter)
-    summary.weights, summary.device = engine.source, str(engine.device)
-
-    images = [j for j in todo if not j.video]
-    videos = [j for j in todo if j.video]
     video_settings = VideoSettings(max_side=options.max_side, batch_size=options.batch_size, start=options.start,
                                    end=options.end, crf=options.crf, preset=options.preset, chroma=options.chroma,
                                    stabilize=options.stabilize)
+    images = [j for j in todo if not j.video]
+    videos = []
+    for job in (j for j in todo if j.video):  # a --start past a video's end is said before the engine loads
+        try:
+            check_time_range(job.src, video_settings)
+            videos.append(job)
+        except InputError as exc:
+            reporter.warn(str(exc))
+            summary.failed += 1
+    if not images and not videos:
+        summary.weights = weights
+        summary.seconds = time.perf_counter() - t0
+        return _finish(summary, reporter)
+    engine = _make_engine(weights, images + videos, options, reporter)
+    summary.weights, summary.device = engine.source, str(engine.device)
     if images:
         _stylize_images(images, engine, options, reporter, summary, made)
     for job in videos:

@@ -49,6 +49,28 @@ def _frames_between(start: float, end: float, fps) -> int | None:
     return max(1, math.ceil((end - eps) * float(fps)) - math.ceil((start - eps) * float(fps)))
 
 
+def no_frames(src: Path, settings: VideoSettings, duration: float | None) -> InputError:
+    """The error for a time range without frames, with the video's length where the container says it."""
+    length = f" (the video is {duration:.1f} s long)" if duration else ""
+    return InputError(src, f"no frames from {settings.start:g} s to "
+                           f"{'the end' if settings.end is None else f'{settings.end:g} s'}{length}")
+
+
+def check_time_range(src: Path, settings: VideoSettings) -> None:
+    """Raise `no_frames` before any work when the container's length puts `settings.start` past the end (a
+    damaged or unreadable file is left to `stylize_video`, which names its problem)."""
+    from ..data.video import probe_video
+
+    if settings.start <= 0:
+        return
+    try:
+        duration = probe_video(src).duration
+    except InputError:
+        return
+    if duration is not None and settings.start >= duration:
+        raise no_frames(src, settings, duration)
+
+
 def stylize_video(src: Path, dst: Path, engine, settings: VideoSettings, reporter: Reporter) -> None:
     """Stylize the video `src` into `dst` with `engine` (`engine.Engine` or `onnx_engine.OnnxEngine`). Raises InputError
     naming the file."""
@@ -161,9 +183,7 @@ def stylize_video(src: Path, dst: Path, engine, settings: VideoSettings, reporte
             raise InputError(src, f"could not stylize video ({type(exc).__name__}: {exc})")
         if n == 0:
             writer.abort()
-            length = f" (the video is {info.duration:.1f} s long)" if info.duration else ""
-            raise InputError(src, f"no frames from {settings.start:g} s to "
-                                  f"{'the end' if settings.end is None else f'{settings.end:g} s'}{length}")
+            raise no_frames(src, settings, info.duration)
         try:
             writer.close()
         except Exception as exc:

@@ -117,10 +117,15 @@ def test_the_progress_total_is_the_frames_written(tmp_path: Path, weights: Path)
     assert len(frames) == 6 and reporter.totals[key] == 6 and reporter.advanced[key] == 6
 
 
-def test_a_start_past_the_end_says_how_long_the_video_is(tmp_path: Path, weights: Path):
+def test_a_start_past_the_end_says_how_long_the_video_is(tmp_path: Path, weights: Path, monkeypatch):
     from pipelines.errors import PartialFailure
+    from pipelines.inference import stylize as stylize_module
     from pipelines.progress import RecordingReporter
 
+    def no_engine(*args, **kwargs):
+        raise AssertionError("the engine was loaded for a job with nothing to do")
+
+    monkeypatch.setattr(stylize_module, "_make_engine", no_engine)  # said before the weights load
     src = make_video(tmp_path / "clip.mp4")  # 2 s
     reporter = RecordingReporter()
     with pytest.raises(PartialFailure, match="1 input"):
