@@ -237,11 +237,7 @@ def stylize(inputs: Iterable[str | Path], options: StylizeOptions, reporter: Rep
     key_of = lambda job: keys[job.video]  # noqa: E731
     todo = select_jobs(jobs, options.overwrite, lambda job: weights_mtime, reporter, summary,
                        fresh=lambda job: made.fresh(job.src, job.dst, key_of(job), weights_mtime))
-    if not todo:
-        summary.weights = weights
-        summary.seconds = time.perf_counter() - t0
-        return _finish(summary, reporter)
-    try:
+    try:  # nothing to do (all up to date, or every video's --start past its end) returns before the engine loads
         return _run_jobs(todo, weights, options, reporter, summary, t0, lambda job: made.add(job.src, job.dst, key_of(job)))
     finally:
         made.flush()
