@@ -34,6 +34,12 @@ SATURATED_FRACTION = 0.5
 # last FALLING_EVALS evaluations and by more than FALLING_DROP from its best.
 FALLING_EVALS = 3
 FALLING_DROP = 0.1
+# A GAN phase whose outputs correlate with their inputs' edges less than CONTENT_LOST has lost the photo: the
+# healthy runs measured keep 0.27 (a 300-step colorizer) to 0.62 (the demo), a collapsed AnimeGAN v2 run 0.01.
+# An init phase that ends under INIT_UNFINISHED has not yet taught the generator to reproduce its input, and the
+# GAN phase would start from blobs (11 init steps: 0.04; a 1000-step White-box init phase ends at 0.54).
+CONTENT_LOST = 0.1
+INIT_UNFINISHED = 0.2
 # A colorizer (after its first evaluations) ignores its reference when a warm and a cool tint move its outputs'
 # red-minus-blue balance by less than this share of their own difference, and gives every reference the same
 # colours when its outputs of one sketch differ by less than ALIKE_LEVELS between references.
@@ -44,10 +50,12 @@ ALIKE_LEVELS = 2.0
 
 def output_stats(outputs: np.ndarray) -> dict[str, float]:
     """Brightness, contrast and clipping of generated images `[N, H, W, 3] uint8`."""
-    x = outputs.reshape(outputs.shape[0], -1).astype(np.float32)
+    x = outputs.reshape(outputs.shape[0], -1, outputs.shape[-1]).astype(np.float32)  # [N, H*W, 3]
     return {
         "mean": float(x.mean()),
-        "std": float(np.mean(x.std(axis=1))),  # within each image, averaged
+        # Over each image's pixels, channel by channel, then averaged: a one-colour image is flat whatever its
+        # colour (the spread between its channels is no contrast).
+        "std": float(np.mean(x.std(axis=1))),
         "saturated": float(np.mean((outputs == 0) | (outputs == 255))),
     }
 
@@ -95,12 +103,25 @@ class HealthMonitor:
                           + "); try a lower --lr-d, a higher --d-adv-weight ratio, or more style images")
 
     def observe_eval(self, step: int, stats: dict[str, float], content: float | None,
-                     means: dict[str, float] | None = None) -> list[tuple[str, str]]:
+                     means: dict[str, float] | None = None, phase: str = "gan",
+                     phase_ends: bool = False) -> list[tuple[str, str]]:
         """(kind, message) pairs from the held-out outputs' `output_stats`, their content score and the recipe's
-        own held-out figures (`means`: a colorizer's `ref_tint`, `ref_spread`)."""
+        own held-out figures (`means`: a colorizer's `ref_tint`, `ref_spread`), evaluated in `phase` (at its
+        last step when `phase_ends` and another phase follows)."""
         found = []
         means = means or {}
         self._evals += 1
+        if content is not None and phase == "init" and phase_ends:
+            found += self._once("init_unfinished", content < INIT_UNFINISHED,
+                                f"step {step}: the init phase ends before the generator reproduces its inputs (edge "
+                                f"correlation {content:.2f} with them, under {INIT_UNFINISHED:g}): the GAN phase starts from a "
+                                "generator that does not draw them yet; raise --init-epochs, or start from --init-weights")
+        blank = stats["mean"] < BLACK_MEAN or stats["std"] < FLAT_STD  # said as black or flat below
+        if content is not None and phase == "gan":
+            found += self._once("content_lost", content < CONTENT_LOST and not blank,
+                                f"step {step}: the outputs no longer follow their inputs (edge correlation "
+                                f"{content:.2f}): the adversarial and style terms overpower the content term; lower "
+                                "--adv-weight, or train the init phase longer")
         found += self._once("black", stats["mean"] < BLACK_MEAN,
                             f"step {step}: the outputs are black (mean brightness {stats['mean']:.1f} of 255)")
         found += self._once("flat", stats["mean"] >= BLACK_MEAN and stats["std"] < FLAT_STD,

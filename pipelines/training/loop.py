@@ -704,7 +704,10 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         epoch_done = epoch_step == spe
         finished = step >= total_steps
         log_now = step % config.log_every == 0 or finished
-        eval_due = step % config.eval_every == 0 or finished  # the same on every rank: `check` is collective
+        # A phase's end is evaluated too: whether the init phase left a generator that reproduces photos is what
+        # decides if the GAN phase can work, and a short run would otherwise first see it at its last step.
+        phase_ends = epoch_done and _phase_of(phases, epoch + 1) is not phase
+        eval_due = step % config.eval_every == 0 or finished or phase_ends  # the same on every rank: `check` is collective
         eval_now = is_main and eval_due
         sample_now = bool(config.sample_every) and step % config.sample_every == 0
         # A stop request is honoured by a single process only: under DDP every rank would have to agree
@@ -742,7 +745,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         if eval_now:
             means, stats = _evaluate(recipe, shown(), preview)
             write_row({"step": step, "phase": phase.name, **{f"eval/{k}": v for k, v in {**means, **stats}.items()}})
-            warn(step, monitor.observe_eval(step, stats, means.get("edge_corr"), means))
+            warn(step, monitor.observe_eval(step, stats, means.get("edge_corr"), means, phase=phase.name,
+                                            phase_ends=phase_ends and not finished))
 
         # -------------------------------------------------------- epoch end, checkpoints, samples
         if epoch_done:

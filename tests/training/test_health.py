@@ -50,6 +50,27 @@ def test_black_flat_and_saturated_outputs():
     assert kinds(HealthMonitor().observe_eval(5, output_stats(clipped), 0.5)) == ["saturated"]
 
 
+def test_a_one_colour_output_is_flat_whatever_its_colour():
+    blue = np.empty((2, 32, 32, 3), np.uint8)
+    blue[..., :] = (40, 120, 230)  # the channels differ by 190 levels; the image has no contrast
+    assert output_stats(blue)["std"] == 0.0
+    assert kinds(HealthMonitor().observe_eval(5, output_stats(blue), 0.0, phase="init")) == ["flat"]
+
+
+def test_an_unfinished_init_phase_and_a_lost_photo_are_said():
+    stats = {"mean": 120.0, "std": 50.0, "saturated": 0.0}
+    m = HealthMonitor()
+    assert m.observe_eval(10, stats, 0.05, phase="init") == []  # mid-phase: still learning
+    found = m.observe_eval(20, stats, 0.12, phase="init", phase_ends=True)
+    assert kinds(found) == ["init_unfinished"] and "step 20" in found[0][1] and "--init-epochs" in found[0][1]
+    assert HealthMonitor().observe_eval(20, stats, 0.5, phase="init", phase_ends=True) == []
+    lost = m.observe_eval(60, stats, 0.01, phase="gan")
+    assert kinds(lost) == ["content_lost"] and "0.01" in lost[0][1]
+    assert m.observe_eval(70, stats, 0.02, phase="gan") == []  # said once
+    assert m.observe_eval(80, stats, 0.4, phase="gan") == []  # recovered...
+    assert kinds(m.observe_eval(90, stats, 0.03, phase="gan")) == ["content_lost"]  # ...and lost again
+
+
 def test_content_score_falling_steadily():
     m = HealthMonitor()
     stats = {"mean": 120.0, "std": 50.0, "saturated": 0.0}
