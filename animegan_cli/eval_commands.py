@@ -19,7 +19,7 @@ class FlowChoice(str, Enum):
 
 def eval_cmd(
     outputs: list[Path] = typer.Argument(..., help="Output images, videos or folders (as stylize or colorize wrote them)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", "-r", help="The inputs the outputs were made from (file or folder), paired by relative path: PSNR, SSIM, MS-SSIM, edge correlation, colour shift.", show_default=False),
+    reference: Optional[list[Path]] = typer.Option(None, "--reference", "-r", help="The inputs the outputs were made from (files or folders, as stylize was given them; repeat for several), paired by relative path: PSNR, SSIM, MS-SSIM, edge correlation, colour shift; videos: flicker.", show_default=False),
     style: Optional[Path] = typer.Option(None, "--style", help="A dataset folder: distances of the outputs (and inputs) to its style set.", show_default=False),
     style_set: str = typer.Option("style", "--style-set", help="The dataset set --style and --fid-against compare with."),
     vgg_weights: Optional[str] = typer.Option(None, "--vgg-weights", help="With --style: also a VGG19 Gram-matrix distance (imagenet, random or a PATH, as for train).", show_default=False),
@@ -34,7 +34,7 @@ def eval_cmd(
     """Measure outputs with figures published work uses: PSNR, SSIM, MS-SSIM, edges, colour shift, style distances, FID/KID; video flicker (warping error)."""
     from pipelines.evaluation.evaluate import EvalOptions, evaluate, format_table, require_outputs
 
-    options = EvalOptions(reference=reference, style=style, style_set=style_set, vgg_weights=vgg_weights,
+    options = EvalOptions(references=tuple(reference or ()), style=style, style_set=style_set, vgg_weights=vgg_weights,
                           inception_weights=inception_weights, fid_against=fid_against, flow=flow.value,
                           flow_weights=flow_weights, max_frames=max_frames)
     with RichReporter(quiet=quiet or as_json) as reporter:

@@ -164,7 +164,7 @@ def run_demo(options: DemoOptions, reporter: Reporter) -> DemoResult:
     held_dir = out / "heldout" / "photo"
     photo_files = [held_dir / f"{name}.png" for name in kas.held.names]
     stylize(photo_files, StylizeOptions(weights=run_dir, out_dir=stylized_dir, device=options.device), reporter)
-    figures = evaluate([stylized_dir], EvalOptions(reference=held_dir), reporter).metrics
+    figures = evaluate([stylized_dir], EvalOptions(references=(held_dir,)), reporter).metrics
     outputs = [read_image(stylized_dir / p.name) for p in photo_files]
     gaps = gap_figures(kas.held.photos, outputs, kas.held.answers, kas.held.outlines)
 

@@ -1,7 +1,7 @@
 """`animegan eval`: how good a set of outputs is, in figures published work uses (docs/eval.md).
 
-Outputs are paired with their inputs (`--reference`) by relative path without the suffix: the layout
-`stylize` and `colorize` write, whatever `--format` they wrote. Per pair: PSNR, SSIM, MS-SSIM, edge
+Outputs are paired with their inputs (`--reference`, one or more files or folders, as `stylize` was given them)
+by relative path without the suffix: the layout `stylize` and `colorize` write, whatever `--format` they wrote. Per pair: PSNR, SSIM, MS-SSIM, edge
 correlation and colour shift (pipelines.evaluation.metrics). Against a dataset's style set
 (`--style`): colour-histogram distance and, with VGG weights, Gram-matrix distance, for the outputs and
 for their inputs, so a user sees whether the outputs moved towards the style. With an Inception file:
@@ -31,7 +31,7 @@ GRAM_SIDE = 256  # images are resized to this short side before their VGG Gram m
 
 @dataclass
 class EvalOptions:
-    reference: Path | None = None  # inputs the outputs were made from (file or folder)
+    references: tuple[Path, ...] = ()  # inputs the outputs were made from (files or folders)
     style: Path | None = None  # a dataset folder; its `style_set` is the target style
     style_set: str = "style"
     vgg_weights: str | None = None  # imagenet | random | PATH: enables the Gram distance
@@ -47,7 +47,7 @@ class EvalResult:
     metrics: dict[str, float] = field(default_factory=dict)  # metric name -> mean over the outputs
     images: list[dict[str, Any]] = field(default_factory=list)  # one row per output
     videos: list[dict[str, Any]] = field(default_factory=list)  # one row per output video
-    unpaired: list[str] = field(default_factory=list)  # outputs with no reference image
+    unpaired: list[str] = field(default_factory=list)  # outputs (images and videos) with no reference
     failed: int = 0  # outputs or references that could not be read (each already warned about)
     protocol: dict[str, str] = field(default_factory=dict)
 
@@ -78,6 +78,24 @@ def _files(path: Path, videos: bool = False) -> list[tuple[Path, str]]:
             if is_video_path(f) == videos]
 
 
+def _pairs(outs: list[tuple[Path, str]], references: tuple[Path, ...], videos: bool) -> dict[str, Path]:
+    """Pairing key -> reference file. One reference file is the input of a single output image, or of every output
+    video (versions of one clip); otherwise each reference file and folder contributes its files by relative path
+    (a file by its name), the first given winning a key that several hold."""
+    if len(references) == 1 and references[0].is_file() and (videos or len(outs) == 1):
+        return {k: references[0] for _, k in outs}
+    refs: dict[str, Path] = {}
+    for ref in references:
+        for f, k in _files(ref, videos=videos):
+            refs.setdefault(k, f)
+    return refs
+
+
+def _named(references: tuple[Path, ...]) -> str:
+    """The references as a warning names them."""
+    return str(references[0]) if len(references) == 1 else f"{references[0]} (and {len(references) - 1} more)"
+
+
 def _read(path: Path, reporter: Reporter) -> np.ndarray | None:
     try:
         return read_image(path)
@@ -100,7 +118,7 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
     """Measure `outputs` (files or folders) as `options` asks; see the module doc."""
     result = EvalResult()
     extractor = None
-    if options.reference is None and options.style is None and options.fid_against is None:
+    if not options.references and options.style is None and options.fid_against is None:
         # Every figure compares outputs with something; without it the command would only count files.
         raise InputError(outputs[0] if outputs else None, "nothing to compare with: give --reference INPUTS (paired "
                                                           "figures), --style DATASET or --fid-against FOLDER")
@@ -122,12 +140,9 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
         if not out_files:
             return result
     refs: dict[str, Path] = {}
-    if options.reference is not None:
-        ref_files = _files(options.reference)
-        if options.reference.is_file():
-            refs = {k: options.reference for _, k in out_files} if len(out_files) == 1 else {}
-        for f, k in ref_files:
-            refs.setdefault(k, f)
+    unpaired: list[str] = []
+    if options.references:
+        refs = _pairs(out_files, options.references, videos=False)
         result.protocol["paired"] = ("outputs and references paired by relative path without suffix; RGB, data range "
                                      "255; references resized to the output's size (area) when sizes differ")
 
@@ -140,10 +155,10 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
         ref_img = None
         if out is None:
             result.failed += 1
-        elif options.reference is not None:
+        elif options.references:
             ref_path = refs.get(key)
             if ref_path is None:
-                result.unpaired.append(str(f))
+                unpaired.append(str(f))
             else:
                 ref_img = _read(ref_path, reporter)
                 if ref_img is None:
@@ -160,9 +175,10 @@ def evaluate(outputs: list[Path], options: EvalOptions, reporter: Reporter) -> E
             outs.add(out)
         reporter.advance("eval")
     reporter.finish("eval")
-    if result.unpaired:
-        reporter.warn(f"{options.reference}: no reference image for {len(result.unpaired)} of {len(out_files)} outputs "
-                      f"(first: {result.unpaired[0]}); they are left out of the paired means")
+    if unpaired:
+        result.unpaired += unpaired
+        reporter.warn(f"{_named(options.references)}: no reference image for {len(unpaired)} of {len(out_files)} "
+                      f"output images (first: {unpaired[0]}); they are left out of the paired means")
     if resized:
         reporter.info(f"{resized} reference image{'s' if resized != 1 else ''} resized to the output's size")
     for name in ("psnr", "ssim", "ms_ssim", "edge_corr", "color_shift"):
@@ -213,19 +229,17 @@ def _evaluate_videos(videos: list[tuple[Path, str]], options: EvalOptions, repor
     from ..models.flow import make_flow
     from .temporal import video_warping_error
 
-    if options.reference is None:
+    if not options.references:
         raise InputError(videos[0][0], "a video's flicker is measured against the video it was made from: give "
                                        "--reference INPUT_VIDEO (or a folder of them)")
     flow = make_flow(options.flow, options.flow_weights)
-    if options.reference.is_file():  # one input video: every output is a version of it
-        refs = {k: options.reference for _, k in videos}
-    else:
-        refs = dict((k, f) for f, k in reversed(_files(options.reference, videos=True)))
+    refs = _pairs(videos, options.references, videos=True)
+    unpaired: list[str] = []
     reporter.start("eval-video", "measure videos", total=len(videos))
     for f, key in videos:
         ref = refs.get(key)
         if ref is None:
-            result.unpaired.append(str(f))
+            unpaired.append(str(f))
         else:
             try:
                 e = video_warping_error(f, ref, flow, options.max_frames)
@@ -237,9 +251,10 @@ def _evaluate_videos(videos: list[tuple[Path, str]], options: EvalOptions, repor
                 result.failed += 1
         reporter.advance("eval-video")
     reporter.finish("eval-video")
-    if result.unpaired:
-        reporter.warn(f"{options.reference}: no reference video for {len(result.unpaired)} output video(s) "
-                      f"(first: {result.unpaired[0]})")
+    if unpaired:
+        result.unpaired += unpaired
+        reporter.warn(f"{_named(options.references)}: no reference video for {len(unpaired)} of {len(videos)} output "
+                      f"videos (first: {unpaired[0]}); give the input video as another --reference")
     for name in ("warp_error", "input_warp_error", "added_warp_error"):
         if result.videos:
             result.metrics[name] = float(np.mean([r[name] for r in result.videos]))

@@ -159,3 +159,26 @@ def test_eval_of_a_video_without_its_input_is_one_line(tmp_path):
     r = runner.invoke(app, ["eval", str(src), "--style", str(tmp_path)])
     assert r.exit_code == 2
     assert "--reference INPUT_VIDEO" in r.output and "Traceback" not in r.output
+
+
+def test_eval_pairs_photos_and_a_video_given_as_separate_references(tmp_path):
+    """`stylize ./photos clip.mp4` writes both into one folder; its inputs are two references, each paired by name."""
+    frames = panning(n=4)
+    photos, out = tmp_path / "photos", tmp_path / "stylized"
+    photos.mkdir(), out.mkdir()
+    clip = write_video(tmp_path / "clip.mp4", frames)
+    write_video(out / "clip.mp4", [blur(f) for f in frames])
+    for name in ("a", "b"):
+        cv2.imwrite(str(photos / f"{name}.png"), frames[0][..., ::-1])
+        cv2.imwrite(str(out / f"{name}.jpg"), blur(frames[0])[..., ::-1])
+    r = runner.invoke(app, ["eval", str(out), "-r", str(photos), "-r", str(clip), "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["unpaired"] == [] and data["count"] == 3 and data["videos"][0]["frame_pairs"] == 3
+    assert {Path(row["reference"]).name for row in data["images"]} == {"a.png", "b.png"}
+    # The photos alone: the video is the one output said to lack its input, and the image figures still come
+    r = runner.invoke(app, ["eval", str(out), "-r", str(photos), "-q"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "no reference video for 1 of 1 output videos" in said and "no reference image" not in said
+    assert "psnr" in said
