@@ -264,7 +264,27 @@ def _load_and_colorize(todo: list[tuple[_Job, Path]], weights: Path, options: Co
     train_short_side = int(train_short_side) if isinstance(train_short_side, (int, float)) and 16 <= train_short_side <= 8192 else None
     if options.max_side is None and train_short_side:
         reporter.info(f"working scale: short side {train_short_side} px, as trained (--max-side to choose)")
+    if options.match_colors == "off":
+        hint = loose_following(loaded.info)
+        if hint:
+            reporter.info(hint)
     _colorize_all(todo, model, vgg, device, options, reporter, summary, channels_last, dtype, train_short_side, made)
+
+
+def loose_following(info: dict) -> str | None:
+    """A line for a colorizer whose own training found it following its references loosely, else None.
+
+    The export carries the run's newest held-out evaluation (`meta.held_out`); in its cross-reference protocol a
+    `ref_nearest` under 1 means some outputs came nearer another reference's colour histogram than their own: what
+    a short CPU run gives (docs/colorize.md), and what `--match-colors palette` mends.
+    """
+    held_out = (info.get("meta") or {}).get("held_out") or {}
+    nearest, step = held_out.get("ref_nearest"), held_out.get("step")
+    if not isinstance(nearest, (int, float)) or not 0 <= nearest < 1:
+        return None
+    return (f"this colorizer follows its references loosely: in its training's held-out evaluation (step {step}) "
+            f"{1 - nearest:.0%} of its outputs came nearer another reference's colours than their own; "
+            "--match-colors palette gives each output its reference's colours")
 
 
 def _finish(summary: ColorizeSummary) -> ColorizeSummary:

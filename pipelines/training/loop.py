@@ -527,6 +527,9 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
     # ---------------------------------------------------------------- logging
     tb = _tensorboard(run_dir, step) if is_main else None
     monitor = HealthMonitor()
+    # The newest held-out evaluation of this invocation: exports carry it, so a model file says how it did
+    # (colorize reads a colorizer's reference figures from it).
+    last_eval: dict[str, float] = {}
     if checkpoint is not None and state.get("health"):
         monitor.load_state(state["health"])
 
@@ -625,7 +628,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                 "model": config.model, "style": config.style if config.model in ("animegan", "animeganv2") else None,
                 "step": step, "epochs": round(epochs_done, 3),
                 "image_size": config.image_size, "run": str(run_dir), "dataset_manifest_sha256": manifest_sha,
-                "ema": config.ema, **recipe.export_meta(),
+                "ema": config.ema, **recipe.export_meta(), **({"held_out": dict(last_eval)} if last_eval else {}),
             }, postprocess=recipe.export_postprocess())
 
     if checkpoint is None:
@@ -744,6 +747,8 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         # -------------------------------------------------------- held-out evaluation and health
         if eval_now:
             means, stats = _evaluate(recipe, shown(), preview)
+            last_eval.clear()
+            last_eval.update({"step": step, **{k: round(v, 4) for k, v in means.items()}})
             write_row({"step": step, "phase": phase.name, **{f"eval/{k}": v for k, v in {**means, **stats}.items()}})
             warn(step, monitor.observe_eval(step, stats, means.get("edge_corr"), means, phase=phase.name,
                                             phase_ends=phase_ends and not finished))

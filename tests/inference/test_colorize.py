@@ -287,6 +287,24 @@ def test_colorize_works_at_the_training_scale_and_squares_the_reference(sketches
     assert any("working scale: short side 64 px" in line for line in rep.infos)
 
 
+def test_a_colorizer_whose_training_found_it_following_loosely_says_palette_helps(sketches, tmp_path):
+    from pipelines.progress import RecordingReporter
+
+    said = {}
+    for name, nearest, match in (("loose", 0.25, "off"), ("close", 1.0, "off"), ("matched", 0.25, "palette")):
+        w = tmp_path / name
+        w.mkdir()
+        save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, w,
+                       meta={"vgg_weights": "random", "held_out": {"step": 240, "ref_nearest": nearest}})
+        rep = RecordingReporter()
+        colorize([sketches], ColorizeOptions(reference=tmp_path / "ref.jpg", weights=w, out_dir=tmp_path / f"o-{name}",
+                                             match_colors=match), rep)
+        said[name] = [line for line in rep.infos if "loosely" in line]
+    assert len(said["loose"]) == 1 and "(step 240) 75% of its outputs" in said["loose"][0]
+    assert "--match-colors palette" in said["loose"][0]
+    assert said["close"] == [] and said["matched"] == []  # following closely, or already matched: nothing said
+
+
 def test_a_colorizer_exported_before_the_style_standardization_still_loads(tmp_path):
     from safetensors.torch import load_file, save_file
 

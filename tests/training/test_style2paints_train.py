@@ -85,6 +85,12 @@ def test_export_holds_the_generator_only_and_its_vgg(runs):
     assert info["kind"] == "colorizer" and info["architecture"] == "style2paints_v1"
     assert info["meta"]["vgg_weights"] == "random"
     assert info["meta"]["vgg_fingerprint"] == build_vgg_fc1("random").fingerprint()
+    # The last held-out evaluation travels with the model: how far it followed its references
+    held_out = info["meta"]["held_out"]
+    assert held_out["step"] == 3 and {"psnr", "edge_corr", "ref_tint", "ref_nearest"} <= set(held_out)
+    last = [json.loads(line) for line in (runs["straight"] / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in last if "eval/ref_nearest" in r][-1]
+    assert held_out["ref_nearest"] == round(last["eval/ref_nearest"], 4)
 
 
 def test_colorize_follows_the_reference(runs, tmp_path):
