@@ -14,6 +14,7 @@ from .stylize_commands import Fmt, Precision
 
 
 class MatchColors(str, Enum):
+    auto = "auto"
     off = "off"
     lab = "lab"
     histogram = "histogram"
@@ -32,7 +33,7 @@ def colorize_cmd(
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Style2paints run folder or exported .safetensors. Default: the newest Style2paints run under ./runs.", show_default=False),
     out: Path = typer.Option(Path("colorized"), "--out", "-o", help="Output folder (folder inputs keep their structure under it)."),
     keep_lines: bool = typer.Option(True, "--keep-lines/--no-keep-lines", help="Multiply the sketch's own lines over the colour, at full resolution."),
-    match_colors: MatchColors = typer.Option(MatchColors.off, "--match-colors", help="After the network, move the colours onto the reference's: lab = each CIELAB channel's mean and spread; histogram = each RGB channel's values, rank for rank; palette = the colours as a whole moved onto the reference's (its colours in its proportions, none it lacks); off = the network's own (docs/colorize.md)."),
+    match_colors: MatchColors = typer.Option(MatchColors.auto, "--match-colors", help="After the network, move the colours onto the reference's: lab = each CIELAB channel's mean and spread; histogram = each RGB channel's values, rank for rank; palette = the colours as a whole moved onto the reference's (its colours in its proportions, none it lacks); off = the network's own; auto = palette when the colorizer's own training found it following its references loosely, else off (docs/colorize.md)."),
     invert: Invert = typer.Option(Invert.auto, "--invert", help="White lines on black: auto detects it from the paper's brightness."),
     max_side: Optional[int] = typer.Option(None, "--max-side", min=32, max=8192, help="Longest side the network colours at; the colour is scaled back to the sketch's size (lines stay exact with --keep-lines). [default: the scale the model was trained at (short side image-size x train-scale), else 1024]", show_default=False),
     fmt: Optional[Fmt] = typer.Option(None, "--format", help="Output format. Default: each sketch's own.", show_default=False),

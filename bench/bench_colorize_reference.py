@@ -1,7 +1,7 @@
 """Does a trained Style2paints colorizer follow its reference? Training references compared on held-out sketches.
 
     python bench/bench_colorize_reference.py [--illustrations DIR] [--held-out 5] [--steps 1500]
-        [--image-size 128] [--batch-size 8] [--references crop original] [--match off lab histogram]
+        [--image-size 128] [--batch-size 8] [--references crop original] [--match off auto lab histogram palette]
         [--set field=value ...] [--out DIR]
     python bench/bench_colorize_reference.py --measure RUN [RUN ...]   # measure trained runs, no training
 
@@ -19,7 +19,8 @@ image_size x 1.5), their sketches made with the default XDoG (`pipelines.evaluat
 - spread: how much one sketch's outputs differ between references (levels); lines: output darkness on the lines.
 
 Each network (untrained and trained) is measured with each `--match` setting of `colorize --match-colors` (the
-colours matched to the reference's after the network). The untrained network is the baseline in the same run,
+colours matched to the reference's after the network; `auto`, colorize's default, is resolved from each run's
+export as colorize resolves it: palette when the run's own held-out evaluation found it following loosely). The untrained network is the baseline in the same run,
 and two ceilings made with what no colorizer is given: each sketch's own illustration (the answer), recoloured towards the reference: `Lab ceiling` (Reinhard et al.'s
 mean and deviation per CIELAB channel) and `hist. ceiling` (each RGB channel's histogram matched to the
 reference's, scikit-image's `match_histograms`). They say what the figures can be for a given set: an output with
@@ -97,6 +98,22 @@ def colorizer_of(run: Path | None, reference_mode: str, seed: int = 0):
     return network_colorizer(loaded.model, vgg)
 
 
+def resolved(run: Path | None, mode: str) -> str:
+    """What `colorize --match-colors mode` does with `run`'s export: `auto` is palette when the run's own held-out
+    evaluation (the export's `meta.held_out`) found it following its references loosely, else off."""
+    if mode != "auto":
+        return mode
+    if run is None:  # the untrained network: no training figures, so auto leaves its colours alone
+        return "off"
+    from pipelines.inference.colorize import loose_following
+
+    return "palette" if loose_following(json.loads((run / "generator.json").read_text())) else "off"
+
+
+def label(name: str, run: Path | None, m: str) -> str:
+    return name if m == "off" else f"{name} + {m}" + (f" ({resolved(run, m)})" if m == "auto" else "")
+
+
 def matched(colorize, mode: str):
     """`colorize` followed by `animegan colorize --match-colors mode` (each output matched to its reference)."""
     def run(batch: np.ndarray, references: np.ndarray) -> np.ndarray:
@@ -116,8 +133,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-colorize-reference"))
-    ap.add_argument("--match", nargs="+", default=list(MATCH_CHOICES), choices=MATCH_CHOICES,
-                    help="colour matching after the network to measure each run with (colorize --match-colors)")
+    ap.add_argument("--match", nargs="+", default=list(MATCH_CHOICES), choices=("auto", *MATCH_CHOICES),
+                    help="colour matching after the network to measure each run with (colorize --match-colors; "
+                         "auto as colorize resolves it from each run's export)")
     ap.add_argument("--measure", type=Path, nargs="+", default=None, help="run folders to measure instead of training")
     args = ap.parse_args()
     files = sorted(p for p in args.illustrations.iterdir() if is_image_path(p))
@@ -151,11 +169,11 @@ def main() -> None:
     measure("Lab ceiling", oracle(sketches, ills, lab_match), 0.0)
     measure("hist. ceiling", oracle(sketches, ills, histogram_match), 0.0)
     for m in args.match:  # the same matching on the untrained network: what the matching does without training
-        measure("untrained" if m == "off" else f"untrained + {m}", matched(colorizer_of(None, "crop"), m), 0.0)
+        measure(label("untrained", None, m), matched(colorizer_of(None, "crop"), resolved(None, m)), 0.0)
     if args.measure is not None:
         for run in args.measure:
             for m in args.match:
-                measure(run.name if m == "off" else f"{run.name} + {m}", matched(colorizer_of(run, ""), m), 0.0)
+                measure(label(run.name, run, m), matched(colorizer_of(run, ""), resolved(run, m)), 0.0)
     base = dict(model="style2paints", epochs=10_000, image_size=args.image_size, batch_size=args.batch_size,
                 device=args.device, vgg_weights="random", checkpoint_every=10_000, eval_every=10_000, log_every=100,
                 max_steps=args.steps, dataset=str(dataset))
@@ -165,7 +183,7 @@ def main() -> None:
         run_train(TrainRequest(overrides={**base, **parse(args.sets), "reference": mode, "out": str(run)}), Reporter())
         seconds = time.perf_counter() - t0
         for m in args.match:
-            measure(mode if m == "off" else f"{mode} + {m}", matched(colorizer_of(run, mode), m), seconds)
+            measure(label(mode, run, m), matched(colorizer_of(run, mode), resolved(run, m)), seconds)
 
     (args.out / ("results-measured.json" if args.measure else "results.json")).write_text(json.dumps(results, indent=2))
     rows = []

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -42,6 +42,9 @@ from .stylize import StylizeSummary, _Job, check_format, plan_jobs, resolve_weig
 INVERT_CHOICES = ("auto", "on", "off")
 DEFAULT_MAX_SIDE = 1024
 PALETTE_SIDE = 512  # a reference's colour statistics for --match-colors are taken at this long side at most
+# `auto` (the default): `palette` for a colorizer whose own training found it following its references loosely
+# (`loose_following`), the network's own colours (`off`) for one that follows them, or whose file says nothing.
+COLORIZE_MATCH_CHOICES = ("auto", *MATCH_CHOICES)
 
 
 @dataclass
@@ -51,7 +54,7 @@ class ColorizeOptions:
     out_dir: Path = Path("colorized")
     format: str | None = None  # png | jpg | webp; None keeps each sketch's format
     keep_lines: bool = True
-    match_colors: str = "off"  # off | lab | histogram | palette: the network's colours matched to the reference's (color_match)
+    match_colors: str = "auto"  # auto | off | lab | histogram | palette: the network's colours matched to the reference's (color_match)
     invert: str = "auto"  # auto | on | off: white lines on black
     max_side: int | None = None  # None: the weights' training scale (train_short_side), else DEFAULT_MAX_SIDE
     batch_size: int = 4
@@ -163,8 +166,8 @@ def colorize(inputs: Iterable[str | Path], options: ColorizeOptions, reporter: R
     check_format(options.format)
     if options.invert not in INVERT_CHOICES:
         raise InputError(None, f"--invert must be one of {', '.join(INVERT_CHOICES)}, not {options.invert!r}")
-    if options.match_colors not in MATCH_CHOICES:
-        raise InputError(None, f"--match-colors must be one of {', '.join(MATCH_CHOICES)}, not {options.match_colors!r}")
+    if options.match_colors not in COLORIZE_MATCH_CHOICES:
+        raise InputError(None, f"--match-colors must be one of {', '.join(COLORIZE_MATCH_CHOICES)}, not {options.match_colors!r}")
     refs = References(options.reference)
     remove_stale_temporaries(Path(options.out_dir))
     jobs, listing_failures = plan_jobs(inputs, options, reporter, accept=is_image_path)  # type: ignore[arg-type]
@@ -264,27 +267,30 @@ def _load_and_colorize(todo: list[tuple[_Job, Path]], weights: Path, options: Co
     train_short_side = int(train_short_side) if isinstance(train_short_side, (int, float)) and 16 <= train_short_side <= 8192 else None
     if options.max_side is None and train_short_side:
         reporter.info(f"working scale: short side {train_short_side} px, as trained (--max-side to choose)")
-    if options.match_colors == "off":
-        hint = loose_following(loaded.info)
-        if hint:
-            reporter.info(hint)
+    loose = loose_following(loaded.info)
+    if options.match_colors == "auto":
+        options = replace(options, match_colors="palette" if loose else "off")
+        if loose:
+            reporter.info(f"--match-colors auto: palette, as {loose}; --match-colors off gives the network's own colours")
+    elif options.match_colors == "off" and loose:
+        reporter.info(f"{loose}: --match-colors palette gives each output its reference's colours")
     _colorize_all(todo, model, vgg, device, options, reporter, summary, channels_last, dtype, train_short_side, made)
 
 
 def loose_following(info: dict) -> str | None:
-    """A line for a colorizer whose own training found it following its references loosely, else None.
+    """Why a colorizer follows its references loosely, by its own training's figures; None when it follows them or
+    its file does not say.
 
     The export carries the run's newest held-out evaluation (`meta.held_out`); in its cross-reference protocol a
-    `ref_nearest` under 1 means some outputs came nearer another reference's colour histogram than their own: what
-    a short CPU run gives (docs/colorize.md), and what `--match-colors palette` mends.
+    `ref_nearest` under 1 means some outputs came nearer another reference's colour histogram than their own (the
+    issue-19 criterion): what a short CPU run gives (docs/colorize.md), and what `--match-colors palette` mends.
     """
     held_out = (info.get("meta") or {}).get("held_out") or {}
     nearest, step = held_out.get("ref_nearest"), held_out.get("step")
     if not isinstance(nearest, (int, float)) or not 0 <= nearest < 1:
         return None
-    return (f"this colorizer follows its references loosely: in its training's held-out evaluation (step {step}) "
-            f"{1 - nearest:.0%} of its outputs came nearer another reference's colours than their own; "
-            "--match-colors palette gives each output its reference's colours")
+    return (f"this colorizer follows its references loosely (in its training's held-out evaluation, step {step}, "
+            f"{1 - nearest:.0%} of its outputs came nearer another reference's colours than their own)")
 
 
 def _finish(summary: ColorizeSummary) -> ColorizeSummary:

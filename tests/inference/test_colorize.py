@@ -287,22 +287,29 @@ def test_colorize_works_at_the_training_scale_and_squares_the_reference(sketches
     assert any("working scale: short side 64 px" in line for line in rep.infos)
 
 
-def test_a_colorizer_whose_training_found_it_following_loosely_says_palette_helps(sketches, tmp_path):
+def test_auto_matching_uses_palette_for_a_colorizer_whose_training_found_it_following_loosely(sketches, tmp_path):
     from pipelines.progress import RecordingReporter
 
-    said = {}
-    for name, nearest, match in (("loose", 0.25, "off"), ("close", 1.0, "off"), ("matched", 0.25, "palette")):
+    said, outs = {}, {}
+    generator = Style2PaintsGenerator()
+    for name, nearest, match in (("loose", 0.25, "auto"), ("loose-palette", 0.25, "palette"), ("loose-off", 0.25, "off"),
+                                 ("close", 1.0, "auto"), ("close-off", 1.0, "off"), ("silent", None, "auto")):
         w = tmp_path / name
         w.mkdir()
-        save_generator(Style2PaintsGenerator(), "style2paints_v1", {}, w,
-                       meta={"vgg_weights": "random", "held_out": {"step": 240, "ref_nearest": nearest}})
+        held_out = {"step": 240, "ref_nearest": nearest} if nearest is not None else None
+        save_generator(generator, "style2paints_v1", {}, w,
+                       meta={"vgg_weights": "random", **({"held_out": held_out} if held_out else {})})
         rep = RecordingReporter()
         colorize([sketches], ColorizeOptions(reference=tmp_path / "ref.jpg", weights=w, out_dir=tmp_path / f"o-{name}",
                                              match_colors=match), rep)
         said[name] = [line for line in rep.infos if "loosely" in line]
-    assert len(said["loose"]) == 1 and "(step 240) 75% of its outputs" in said["loose"][0]
-    assert "--match-colors palette" in said["loose"][0]
-    assert said["close"] == [] and said["matched"] == []  # following closely, or already matched: nothing said
+        outs[name] = read_image(tmp_path / f"o-{name}" / "cat.png")
+    assert len(said["loose"]) == 1 and "step 240, 75% of its outputs" in said["loose"][0]
+    assert said["loose"][0].startswith("--match-colors auto: palette") and "--match-colors off" in said["loose"][0]
+    assert np.array_equal(outs["loose"], outs["loose-palette"]) and not np.array_equal(outs["loose"], outs["loose-off"])
+    assert len(said["loose-off"]) == 1 and "--match-colors palette gives" in said["loose-off"][0]  # off kept, and said
+    assert said["close"] == said["silent"] == said["loose-palette"] == []
+    assert np.array_equal(outs["close"], outs["close-off"]) and np.array_equal(outs["silent"], outs["close-off"])
 
 
 def test_a_colorizer_exported_before_the_style_standardization_still_loads(tmp_path):
