@@ -1,10 +1,10 @@
 """`animegan eval`: how good a set of outputs is, in figures published work uses (docs/eval.md).
 
 Outputs are paired with their inputs (`--reference`, one or more files or folders, as `stylize` was given them)
-by relative path without the suffix: the layout `stylize` and `colorize` write, whatever `--format` they wrote. Per pair: PSNR, SSIM, MS-SSIM, edge
-correlation and colour shift (pipelines.evaluation.metrics). Against a dataset's style set
-(`--style`): colour-histogram distance and, with VGG weights, Gram-matrix distance, for the outputs and
-for their inputs, so a user sees whether the outputs moved towards the style. With an Inception file:
+by relative path without the suffix: the layout `stylize` and `colorize` write, whatever `--format` they wrote.
+Per pair: PSNR, SSIM, MS-SSIM, edge correlation and colour shift (pipelines.evaluation.metrics). Against a
+dataset's style set (`--style`): colour-histogram distance and, with VGG weights, Gram-matrix distance, for the
+outputs and for their inputs, so a user sees whether the outputs moved towards the style. With an Inception file:
 FID and KID (pipelines.evaluation.fid). Videos (paired the same way with their input videos): the
 warping error, how much the stylization flickers (pipelines.evaluation.temporal).
 """
