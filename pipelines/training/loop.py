@@ -628,7 +628,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
                 "model": config.model, "style": config.style if config.model in ("animegan", "animeganv2") else None,
                 "step": step, "epochs": round(epochs_done, 3),
                 "image_size": config.image_size, "run": str(run_dir), "dataset_manifest_sha256": manifest_sha,
-                "ema": config.ema, **recipe.export_meta(), **({"held_out": dict(last_eval)} if last_eval else {}),
+                "ema": config.ema, **recipe.export_meta(), **({"held_out": last_eval} if last_eval else {}),
             }, postprocess=recipe.export_postprocess())
 
     if checkpoint is None:
@@ -747,8 +747,7 @@ def train(config: TrainConfig, reporter: Reporter, resume: bool = False) -> Trai
         # -------------------------------------------------------- held-out evaluation and health
         if eval_now:
             means, stats = _evaluate(recipe, shown(), preview)
-            last_eval.clear()
-            last_eval.update({"step": step, **{k: round(v, 4) for k, v in means.items()}})
+            last_eval = {"step": step, **{k: round(v, 4) for k, v in means.items()}}
             write_row({"step": step, "phase": phase.name, **{f"eval/{k}": v for k, v in {**means, **stats}.items()}})
             warn(step, monitor.observe_eval(step, stats, means.get("edge_corr"), means, phase=phase.name,
                                             phase_ends=phase_ends and not finished))
