@@ -20,8 +20,9 @@ image_size x 1.5), their sketches made with the default XDoG (`pipelines.evaluat
 
 Each network (untrained and trained) is measured with each `--match` setting of `colorize --match-colors` (the
 colours matched to the reference's after the network; `auto`, colorize's default, is resolved from each run's
-export as colorize resolves it: palette when the run's own held-out evaluation found it following loosely). The untrained network is the baseline in the same run,
-and two ceilings made with what no colorizer is given: each sketch's own illustration (the answer), recoloured towards the reference: `Lab ceiling` (Reinhard et al.'s
+export as colorize resolves it: palette when the run's own held-out evaluation found it following loosely).
+The untrained network is the baseline in the same run, and two ceilings made with what no colorizer is given:
+each sketch's own illustration (the answer), recoloured towards the reference: `Lab ceiling` (Reinhard et al.'s
 mean and deviation per CIELAB channel) and `hist. ceiling` (each RGB channel's histogram matched to the
 reference's, scikit-image's `match_histograms`). They say what the figures can be for a given set: an output with
 every colour statistic of the first kind right, on the answer's own layout, scores what `Lab ceiling` scores.
@@ -101,13 +102,10 @@ def colorizer_of(run: Path | None, reference_mode: str, seed: int = 0):
 def resolved(run: Path | None, mode: str) -> str:
     """What `colorize --match-colors mode` does with `run`'s export: `auto` is palette when the run's own held-out
     evaluation (the export's `meta.held_out`) found it following its references loosely, else off."""
-    if mode != "auto":
-        return mode
-    if run is None:  # the untrained network: no training figures, so auto leaves its colours alone
-        return "off"
-    from pipelines.inference.colorize import loose_following
+    from pipelines.inference.colorize import resolve_match
 
-    return "palette" if loose_following(json.loads((run / "generator.json").read_text())) else "off"
+    # the untrained network has no file, hence no training figures: auto leaves its colours alone
+    return resolve_match(mode, json.loads((run / "generator.json").read_text()) if run is not None else {})
 
 
 def label(name: str, run: Path | None, m: str) -> str:

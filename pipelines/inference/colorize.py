@@ -269,12 +269,20 @@ def _load_and_colorize(todo: list[tuple[_Job, Path]], weights: Path, options: Co
         reporter.info(f"working scale: short side {train_short_side} px, as trained (--max-side to choose)")
     loose = loose_following(loaded.info)
     if options.match_colors == "auto":
-        options = replace(options, match_colors="palette" if loose else "off")
+        options = replace(options, match_colors=resolve_match("auto", loaded.info))
         if loose:
             reporter.info(f"--match-colors auto: palette, as {loose}; --match-colors off gives the network's own colours")
     elif options.match_colors == "off" and loose:
         reporter.info(f"{loose}: --match-colors palette gives each output its reference's colours")
     _colorize_all(todo, model, vgg, device, options, reporter, summary, channels_last, dtype, train_short_side, made)
+
+
+def resolve_match(mode: str, info: dict) -> str:
+    """The colour matching `mode` stands for with a colorizer described by `info`: `auto` is `palette` for one its
+    own training found following its references loosely, else `off`; the other modes are themselves."""
+    if mode != "auto":
+        return mode
+    return "palette" if loose_following(info) else "off"
 
 
 def loose_following(info: dict) -> str | None:

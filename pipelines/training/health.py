@@ -116,15 +116,16 @@ class HealthMonitor:
                                 f"step {step}: the init phase ends before the generator reproduces its inputs (edge "
                                 f"correlation {content:.2f} with them, under {INIT_UNFINISHED:g}): the GAN phase starts from a "
                                 "generator that does not draw them yet; raise --init-epochs, or start from --init-weights")
-        blank = stats["mean"] < BLACK_MEAN or stats["std"] < FLAT_STD  # said as black or flat below
-        if content is not None and phase == "gan":
-            found += self._once("content_lost", content < CONTENT_LOST and not blank,
+        black = stats["mean"] < BLACK_MEAN
+        flat = not black and stats["std"] < FLAT_STD
+        if content is not None and phase == "gan":  # black and flat outputs have lost it too, and are said as such
+            found += self._once("content_lost", content < CONTENT_LOST and not (black or flat),
                                 f"step {step}: the outputs no longer follow their inputs (edge correlation "
                                 f"{content:.2f}): the adversarial and style terms overpower the content term; lower "
                                 "--adv-weight, or train the init phase longer")
-        found += self._once("black", stats["mean"] < BLACK_MEAN,
+        found += self._once("black", black,
                             f"step {step}: the outputs are black (mean brightness {stats['mean']:.1f} of 255)")
-        found += self._once("flat", stats["mean"] >= BLACK_MEAN and stats["std"] < FLAT_STD,
+        found += self._once("flat", flat,
                             f"step {step}: the outputs are flat (contrast {stats['std']:.1f} of 255): the generator "
                             "has stopped following its input")
         excess = stats["saturated"] - stats.get("target_saturated", 0.0)
